@@ -413,3 +413,624 @@ pub fn turn_away<H: Hub + ?Sized>(mode: Mode, hub: &mut H) -> &'static [u8] {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::hub::LocalHub;
+    use crate::limits::MAX_LOCATIONS;
+    use crate::stats::Stats;
+    use crate::store::Store;
+    use std::format;
+    use std::string::String;
+    use std::vec::Vec;
+
+    /// A connection with its own store and counters.
+    struct Fixture {
+        conn: Connection,
+        store: Store,
+        stats: Stats,
+        now: u64,
+        /// Output buffer size offered per call.
+        window: usize,
+    }
+
+    const PING: &[u8] = b"{\"cmd\":\"ping\"}\n";
+    const PONG: &str = "{\"ok\":true,\"pong\":true}\n";
+
+    fn fixture() -> Fixture {
+        fixture_with(Config {
+            mode: Mode::Sensor,
+            idle_timeout_ms: 10_000,
+        })
+    }
+
+    fn fixture_with(config: Config) -> Fixture {
+        let mut stats = Stats::new(0);
+        let id = stats.open();
+        Fixture {
+            conn: Connection::new(id, 0, config),
+            store: Store::new(),
+            stats,
+            now: 0,
+            window: 4096,
+        }
+    }
+
+    impl Fixture {
+        /// Feeds `input` completely, draining output between calls; returns
+        /// everything written.
+        #[track_caller]
+        fn send(&mut self, input: &[u8]) -> String {
+            String::from_utf8(self.send_raw(input)).unwrap()
+        }
+
+        /// Like `send`, for output that need not be UTF-8.
+        #[track_caller]
+        fn send_raw(&mut self, input: &[u8]) -> Vec<u8> {
+            let mut all = Vec::new();
+            let mut rest = input;
+            for _ in 0..100_000 {
+                let mut out = std::vec![0u8; self.window];
+                let mut hub = LocalHub {
+                    store: &mut self.store,
+                    stats: &mut self.stats,
+                };
+                let p = self.conn.handle_input(self.now, rest, &mut out, &mut hub);
+                all.extend_from_slice(&out[..p.written]);
+                rest = &rest[p.consumed..];
+                if rest.is_empty() && !self.conn.has_output() {
+                    return all;
+                }
+                if p.consumed == 0 && p.written == 0 {
+                    break;
+                }
+            }
+            panic!("connection stopped making progress");
+        }
+
+        /// Sends and expects exactly `replies`.
+        #[track_caller]
+        fn recv(&mut self, input: &[u8], replies: &str) {
+            assert_eq!(self.send(input), replies);
+        }
+
+        /// Sends and expects no reply at all.
+        #[track_caller]
+        fn recv_nothing(&mut self, input: &[u8]) {
+            assert_eq!(self.send(input), "");
+        }
+
+        fn hub(&mut self) -> LocalHub<'_> {
+            LocalHub {
+                store: &mut self.store,
+                stats: &mut self.stats,
+            }
+        }
+
+        fn timeout(&mut self, now: u64) {
+            self.now = now;
+            let mut hub = LocalHub {
+                store: &mut self.store,
+                stats: &mut self.stats,
+            };
+            self.conn.handle_timeout(now, &mut hub);
+        }
+    }
+
+    fn error(code: &str) -> String {
+        format!("{{\"ok\":false,\"error\":\"{code}\"}}\n")
+    }
+
+    fn field_error(code: &str, field: &str) -> String {
+        format!("{{\"ok\":false,\"error\":\"{code}\",\"field\":\"{field}\"}}\n")
+    }
+
+    /// A valid ping line padded with spaces to exactly `len` bytes.
+    fn padded_ping(len: usize) -> Vec<u8> {
+        let mut line = b"{\"cmd\":\"ping\"}".to_vec();
+        line.resize(len, b' ');
+        line
+    }
+
+    // =========================================================================================
+    // Open: framing
+    // =========================================================================================
+
+    #[test]
+    fn ping_is_answered() {
+        fixture().recv(PING, PONG);
+    }
+
+    #[test]
+    fn pipelined_lines_are_answered_in_order() {
+        let mut f = fixture();
+        let input = b"{\"cmd\":\"ping\"}\n{\"cmd\":\"nope\"}\n{\"cmd\":\"ping\"}\n";
+        f.recv(input, &format!("{PONG}{}{PONG}", error("unknown_cmd")));
+    }
+
+    #[test]
+    fn a_line_split_byte_by_byte_gets_one_reply() {
+        let mut f = fixture();
+        let mut all = String::new();
+        for b in PING {
+            all += &f.send(core::slice::from_ref(b));
+        }
+        assert_eq!(all, PONG);
+    }
+
+    #[test]
+    fn crlf_is_accepted_and_one_cr_dropped() {
+        let mut f = fixture();
+        f.recv(b"{\"cmd\":\"ping\"}\r\n", PONG);
+        // A second CR is JSON whitespace inside the line.
+        f.recv(b"{\"cmd\":\"ping\"}\r\r\n", PONG);
+    }
+
+    #[test]
+    fn blank_lines_get_no_reply() {
+        let mut f = fixture();
+        f.recv_nothing(b"\n");
+        f.recv_nothing(b"\r\n");
+        f.recv_nothing(b"   \t \n");
+        f.recv_nothing(b" \t\r\n");
+        f.recv(b"\n\n{\"cmd\":\"ping\"}\n\n", PONG);
+    }
+
+    #[test]
+    fn a_lone_cr_line_is_not_blank() {
+        let mut f = fixture();
+        f.recv(b"\r\r\n", &error("invalid_json"));
+    }
+
+    #[test]
+    fn line_of_exactly_512_bytes_is_accepted() {
+        let mut f = fixture();
+        let mut line = padded_ping(512);
+        line.push(b'\n');
+        f.recv(&line, PONG);
+    }
+
+    #[test]
+    fn line_of_512_bytes_with_crlf_is_accepted() {
+        let mut f = fixture();
+        let mut line = padded_ping(512);
+        line.extend_from_slice(b"\r\n");
+        f.recv(&line, PONG);
+        // The same, with the CR and the LF in separate segments.
+        let mut f = fixture();
+        let mut line = padded_ping(512);
+        line.push(b'\r');
+        f.recv_nothing(&line);
+        f.recv(b"\n", PONG);
+    }
+
+    #[test]
+    fn line_of_513_bytes_is_too_long_and_the_connection_stays_usable() {
+        let mut f = fixture();
+        let mut line = padded_ping(513);
+        line.push(b'\n');
+        line.extend_from_slice(PING);
+        f.recv(&line, &format!("{}{PONG}", error("line_too_long")));
+        assert_eq!(f.stats.errors, 1);
+    }
+
+    #[test]
+    fn a_long_line_in_pieces_gets_exactly_one_reply() {
+        let mut f = fixture();
+        let mut all = f.send(&[b'x'; 300]);
+        all += &f.send(&[b'x'; 300]);
+        all += &f.send(&[b'x'; 3000]);
+        all += &f.send(b"xx\n");
+        assert_eq!(all, error("line_too_long"));
+        f.recv(PING, PONG);
+    }
+
+    #[test]
+    fn overlong_line_is_reported_as_soon_as_it_is_certain() {
+        let mut f = fixture();
+        f.recv_nothing(&padded_ping(512));
+        f.recv(b"x", &error("line_too_long"));
+        f.recv_nothing(b"more junk {\"cmd\":\"ping\"}");
+        f.recv(b"\n", "");
+        f.recv(PING, PONG);
+    }
+
+    #[test]
+    fn cr_past_512_bytes_followed_by_more_is_too_long() {
+        let mut f = fixture();
+        let mut line = padded_ping(512);
+        line.push(b'\r');
+        f.recv_nothing(&line);
+        f.recv(b" \n", &error("line_too_long"));
+    }
+
+    #[test]
+    fn invalid_utf8_is_reported() {
+        let mut f = fixture();
+        f.recv(b"{\"location\":\"\xff\",\"temp\":1,\"hum\":1}\n", &error("invalid_utf8"));
+        f.recv(PING, PONG);
+    }
+
+    #[test]
+    fn a_tiny_output_window_gives_the_same_bytes() {
+        let input = b"{\"location\":\"k\",\"temp\":1,\"hum\":2,\"seq\":3}\n{\"cmd\":\"latest\"}\n{\"cmd\":\"stats\"}\nbad\n";
+        let mut big = fixture();
+        let expected = big.send(input);
+        for window in [1, 2, 3, 7, 16] {
+            let mut f = fixture();
+            f.window = window;
+            assert_eq!(f.send(input), expected, "window {window}");
+        }
+    }
+
+    #[test]
+    fn input_is_not_consumed_while_a_reply_waits_for_room() {
+        let mut f = fixture();
+        let mut hub_store = Store::new();
+        let mut hub_stats = Stats::new(0);
+        let mut hub = LocalHub {
+            store: &mut hub_store,
+            stats: &mut hub_stats,
+        };
+        let input = b"{\"cmd\":\"ping\"}\n{\"cmd\":\"ping\"}\n";
+        let mut out = [0u8; 10];
+        let p = f.conn.handle_input(0, input, &mut out, &mut hub);
+        assert_eq!(p, Progress { consumed: 15, written: 10 });
+        assert!(!f.conn.wants_input());
+        assert!(f.conn.has_output());
+        let mut out = [0u8; 64];
+        let p = f.conn.handle_input(0, &input[15..], &mut out, &mut hub);
+        assert_eq!(p.consumed, 15);
+        assert_eq!(&out[..p.written], &b",\"pong\":true}\n{\"ok\":true,\"pong\":true}\n"[..]);
+        assert!(f.conn.wants_input());
+    }
+
+    // =========================================================================================
+    // Open: readings and commands
+    // =========================================================================================
+
+    #[test]
+    fn a_reading_is_stored_and_acknowledged() {
+        let mut f = fixture();
+        f.recv(
+            b"{\"location\":\"living_room\",\"temp\":25.5,\"hum\":60,\"seq\":7}\n",
+            "{\"ok\":true,\"location\":\"living_room\",\"temp\":25.5,\"hum\":60.0,\"seq\":7}\n",
+        );
+        f.recv(
+            b"{\"location\":\"kitchen\",\"temp\":-0.04,\"hum\":0}\n",
+            "{\"ok\":true,\"location\":\"kitchen\",\"temp\":0.0,\"hum\":0.0}\n",
+        );
+        assert_eq!(f.stats.readings, 2);
+        assert_eq!(f.store.len(), 2);
+    }
+
+    #[test]
+    fn a_bad_reading_changes_nothing() {
+        let mut f = fixture();
+        f.recv(
+            b"{\"location\":\"a\",\"temp\":200,\"hum\":1}\n",
+            &field_error("invalid_field", "temp"),
+        );
+        f.recv(
+            b"{\"location\":\"a\",\"hum\":1}\n",
+            &field_error("missing_field", "temp"),
+        );
+        assert_eq!(f.store.len(), 0);
+        assert_eq!(f.stats.readings, 0);
+        assert_eq!(f.stats.errors, 2);
+    }
+
+    #[test]
+    fn latest_lists_every_location_sorted_bytewise() {
+        let mut f = fixture();
+        f.now = 100;
+        f.send(b"{\"location\":\"b\",\"temp\":1,\"hum\":2}\n");
+        f.now = 150;
+        f.send(b"{\"location\":\"B\",\"temp\":-1.25,\"hum\":99.95}\n");
+        f.send(b"{\"location\":\"a\",\"temp\":3,\"hum\":4}\n");
+        f.now = 400;
+        f.recv(
+            b"{\"cmd\":\"latest\"}\n",
+            "{\"ok\":true,\"readings\":[\
+             {\"location\":\"B\",\"temp\":-1.3,\"hum\":100.0,\"age_ms\":250},\
+             {\"location\":\"a\",\"temp\":3.0,\"hum\":4.0,\"age_ms\":250},\
+             {\"location\":\"b\",\"temp\":1.0,\"hum\":2.0,\"age_ms\":300}]}\n",
+        );
+    }
+
+    #[test]
+    fn latest_of_an_empty_store_is_an_empty_list() {
+        fixture().recv(b"{\"cmd\":\"latest\"}\n", "{\"ok\":true,\"readings\":[]}\n");
+    }
+
+    #[test]
+    fn latest_for_one_location() {
+        let mut f = fixture();
+        f.send(b"{\"location\":\"x\",\"temp\":1,\"hum\":2}\n");
+        f.send(b"{\"location\":\"y\",\"temp\":1,\"hum\":2}\n");
+        f.now = 5;
+        f.recv(
+            b"{\"cmd\":\"latest\",\"location\":\"y\"}\n",
+            "{\"ok\":true,\"readings\":[{\"location\":\"y\",\"temp\":1.0,\"hum\":2.0,\"age_ms\":5}]}\n",
+        );
+        f.recv(
+            b"{\"cmd\":\"latest\",\"location\":\"z\"}\n",
+            &error("unknown_location"),
+        );
+    }
+
+    #[test]
+    fn a_full_latest_streams_through_a_small_window_unchanged() {
+        let mut f = fixture();
+        for i in 0..MAX_LOCATIONS {
+            let line = format!(
+                "{{\"location\":\"{:0>32}\",\"temp\":{i},\"hum\":{i}}}\n",
+                i
+            );
+            f.send(line.as_bytes());
+        }
+        let whole = f.send(b"{\"cmd\":\"latest\"}\n");
+        assert!(whole.len() > 5000, "{}", whole.len());
+        assert_eq!(whole.matches("\"location\"").count(), MAX_LOCATIONS);
+        for window in [1, 64, 100, 1024] {
+            f.window = window;
+            assert_eq!(f.send(b"{\"cmd\":\"latest\"}\n"), whole, "window {window}");
+        }
+    }
+
+    #[test]
+    fn latest_sees_each_location_once_when_the_store_changes_mid_reply() {
+        let mut f = fixture();
+        for name in ["b", "d", "f"] {
+            f.send(format!("{{\"location\":\"{name}\",\"temp\":1,\"hum\":1}}\n").as_bytes());
+        }
+        let mut out = [0u8; 40];
+        let mut text = Vec::new();
+        let p = {
+            let mut hub = LocalHub {
+                store: &mut f.store,
+                stats: &mut f.stats,
+            };
+            f.conn
+                .handle_input(0, b"{\"cmd\":\"latest\"}\n", &mut out, &mut hub)
+        };
+        text.extend_from_slice(&out[..p.written]);
+        // Another connection stores a location before and one after the cursor.
+        let mut other = Connection::new(2, 0, Config::default());
+        let mut scratch = [0u8; 256];
+        other.handle_input(
+            0,
+            b"{\"location\":\"a\",\"temp\":1,\"hum\":1}\n{\"location\":\"e\",\"temp\":1,\"hum\":1}\n",
+            &mut scratch,
+            &mut f.hub(),
+        );
+        text.extend_from_slice(f.send(b"").as_bytes());
+        let text = String::from_utf8(text).unwrap();
+        let names: Vec<&str> = text
+            .split("\"location\":\"")
+            .skip(1)
+            .map(|s| &s[..1])
+            .collect();
+        assert_eq!(names, ["b", "d", "e", "f"], "{text}");
+    }
+
+    #[test]
+    fn store_full_only_for_a_new_location() {
+        let mut f = fixture();
+        for i in 0..MAX_LOCATIONS {
+            let line = format!("{{\"location\":\"l{i}\",\"temp\":1,\"hum\":1}}\n");
+            assert!(f.send(line.as_bytes()).starts_with("{\"ok\":true"));
+        }
+        f.recv(
+            b"{\"location\":\"new\",\"temp\":1,\"hum\":1}\n",
+            &error("store_full"),
+        );
+        f.recv(
+            b"{\"location\":\"l5\",\"temp\":2,\"hum\":1}\n",
+            "{\"ok\":true,\"location\":\"l5\",\"temp\":2.0,\"hum\":1.0}\n",
+        );
+        // An invalid reading reports its field error, not store_full.
+        f.recv(
+            b"{\"location\":\"new\",\"temp\":1,\"hum\":101}\n",
+            &field_error("invalid_field", "hum"),
+        );
+    }
+
+    #[test]
+    fn stats_counts_everything() {
+        let mut f = fixture();
+        let _second = f.stats.open();
+        f.now = 1234;
+        f.send(b"{\"location\":\"a\",\"temp\":1,\"hum\":1}\n");
+        f.send(b"{\"location\":\"a\",\"temp\":2,\"hum\":1}\n");
+        f.send(b"garbage\n");
+        f.recv(
+            b"{\"cmd\":\"stats\"}\n",
+            "{\"ok\":true,\"client\":1,\"clients\":2,\"readings\":2,\"errors\":1,\"locations\":1,\"uptime_ms\":1234}\n",
+        );
+    }
+
+    #[test]
+    fn bye_answers_then_closes_and_reads_nothing_more() {
+        let mut f = fixture();
+        let mut hub_store = Store::new();
+        let mut stats = Stats::new(0);
+        let mut hub = LocalHub {
+            store: &mut hub_store,
+            stats: &mut stats,
+        };
+        let mut out = [0u8; 128];
+        let input = b"{\"cmd\":\"bye\"}\n{\"cmd\":\"ping\"}\n";
+        let p = f.conn.handle_input(0, input, &mut out, &mut hub);
+        assert_eq!(&out[..p.written], b"{\"ok\":true,\"bye\":true}\n");
+        assert_eq!(p.consumed, 14);
+        assert_eq!(f.conn.poll_close(), Some(Close::Graceful));
+        assert!(!f.conn.wants_input());
+    }
+
+    // =========================================================================================
+    // End of input
+    // =========================================================================================
+
+    #[test]
+    fn eof_answers_an_unterminated_final_line_then_closes() {
+        let mut f = fixture();
+        f.recv_nothing(b"{\"cmd\":\"ping\"}");
+        f.conn.handle_eof();
+        f.recv(b"", PONG);
+        assert_eq!(f.conn.poll_close(), Some(Close::Graceful));
+    }
+
+    #[test]
+    fn eof_after_complete_lines_just_closes() {
+        let mut f = fixture();
+        f.conn.handle_eof();
+        f.recv(PING, PONG);
+        assert_eq!(f.conn.poll_close(), Some(Close::Graceful));
+    }
+
+    #[test]
+    fn eof_inside_an_overlong_line_adds_nothing() {
+        let mut f = fixture();
+        f.recv(&[b' '; 600], &error("line_too_long"));
+        f.conn.handle_eof();
+        f.recv_nothing(b"");
+        assert_eq!(f.conn.poll_close(), Some(Close::Graceful));
+    }
+
+    #[test]
+    fn eof_drops_one_cr_of_the_final_line() {
+        let mut f = fixture();
+        let mut line = padded_ping(512);
+        line.push(b'\r');
+        f.conn.handle_eof();
+        f.recv(&line, PONG);
+    }
+
+    // =========================================================================================
+    // Shutdown
+    // =========================================================================================
+
+    #[test]
+    fn shutdown_answers_complete_lines_drops_a_partial_one_and_says_so() {
+        let mut f = fixture();
+        f.conn.handle_shutdown();
+        f.recv(
+            b"{\"cmd\":\"ping\"}\n{\"cmd\":\"pi",
+            &format!("{PONG}{}", error("shutting_down")),
+        );
+        assert_eq!(f.conn.poll_close(), Some(Close::Graceful));
+        assert_eq!(f.stats.errors, 1);
+    }
+
+    #[test]
+    fn shutdown_after_bye_says_nothing_more() {
+        let mut f = fixture();
+        f.conn.handle_shutdown();
+        f.recv(b"{\"cmd\":\"bye\"}\n", "{\"ok\":true,\"bye\":true}\n");
+        assert_eq!(f.stats.errors, 0);
+    }
+
+    #[test]
+    fn a_peer_that_never_reads_is_aborted_after_shutdown() {
+        let mut f = fixture();
+        f.conn.handle_shutdown();
+        let mut store = Store::new();
+        let mut stats = Stats::new(0);
+        let mut hub = LocalHub {
+            store: &mut store,
+            stats: &mut stats,
+        };
+        let p = f.conn.handle_input(0, b"", &mut [], &mut hub);
+        assert_eq!(p.written, 0);
+        assert_eq!(f.conn.poll_close(), None);
+        let deadline = f.conn.poll_timeout().unwrap();
+        assert!(deadline <= CLOSE_LINGER_MS);
+        f.conn.handle_timeout(deadline, &mut hub);
+        assert_eq!(f.conn.poll_close(), Some(Close::Abort));
+        assert_eq!(f.conn.poll_timeout(), None);
+    }
+
+    // =========================================================================================
+    // Timers
+    // =========================================================================================
+
+    #[test]
+    fn idle_timeout_fires_after_the_configured_time() {
+        let mut f = fixture();
+        assert_eq!(f.conn.poll_timeout(), Some(10_000));
+        f.timeout(9_999);
+        assert_eq!(f.conn.poll_close(), None);
+        f.timeout(10_000);
+        f.recv(b"", &error("idle_timeout"));
+        assert_eq!(f.conn.poll_close(), Some(Close::Graceful));
+        assert_eq!(f.stats.errors, 1);
+    }
+
+    #[test]
+    fn a_complete_line_even_blank_resets_the_idle_timer() {
+        let mut f = fixture();
+        f.now = 6_000;
+        f.recv_nothing(b"\n");
+        assert_eq!(f.conn.poll_timeout(), Some(16_000));
+        f.timeout(10_000);
+        assert_eq!(f.conn.poll_close(), None);
+    }
+
+    #[test]
+    fn dribbling_a_partial_line_does_not_keep_a_connection_alive() {
+        let mut f = fixture();
+        for t in (0..10_000).step_by(1000) {
+            f.now = t;
+            f.recv_nothing(b"x");
+        }
+        assert_eq!(f.conn.poll_timeout(), Some(10_000));
+        f.timeout(10_000);
+        f.recv(b"", &error("idle_timeout"));
+    }
+
+    // =========================================================================================
+    // Echo mode
+    // =========================================================================================
+
+    fn echo() -> Fixture {
+        fixture_with(Config {
+            mode: Mode::Echo,
+            idle_timeout_ms: 1_000,
+        })
+    }
+
+    #[test]
+    fn echo_sends_every_byte_back_unframed() {
+        let mut f = echo();
+        let junk = b"{\"cmd\":\"ping\"}\n\xff\x00 no newline";
+        assert_eq!(f.send_raw(junk), junk);
+        let mut f = echo();
+        f.window = 3;
+        assert_eq!(f.send(b"abc\r\n"), "abc\r\n");
+    }
+
+    #[test]
+    fn echo_closes_silently_on_idle_and_shutdown() {
+        let mut f = echo();
+        f.timeout(1_000);
+        f.recv_nothing(b"");
+        assert_eq!(f.conn.poll_close(), Some(Close::Graceful));
+        let mut f = echo();
+        f.conn.handle_shutdown();
+        f.recv(b"hi", "hi");
+        assert_eq!(f.conn.poll_close(), Some(Close::Graceful));
+        assert_eq!(f.stats.errors, 0);
+    }
+
+    #[test]
+    fn turning_away_counts_busy_except_in_echo_mode() {
+        let mut f = fixture();
+        assert_eq!(turn_away(Mode::Sensor, &mut f.hub()), BUSY);
+        assert_eq!(turn_away(Mode::Echo, &mut f.hub()), b"");
+        assert_eq!(f.stats.errors, 1);
+        assert_eq!(f.stats.clients, 1);
+    }
+}
