@@ -1,0 +1,324 @@
+//! Starting a real server program and stopping it again.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, SocketAddrV4};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::client::Client;
+use crate::netns::{self, Netns};
+use crate::shell::Shell;
+
+/// The port `envhub-tap` listens on inside its namespace.
+pub const TAP_PORT: u16 = 8080;
+
+/// How long a server may take to start listening before the test fails.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long connecting may take (for TAP: with retries while the server's
+/// sockets come up).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the server speaks (`--mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// The line protocol (the default; no flag is passed).
+    #[default]
+    Sensor,
+    /// `--mode echo`.
+    Echo,
+}
+
+/// How to start a server; unset options are left to the program's defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Opts {
+    /// `--max-clients N`.
+    pub max_clients: Option<u32>,
+    /// `--idle-timeout SECS`.
+    pub idle_timeout_secs: Option<u64>,
+    /// `--mode`.
+    pub mode: Mode,
+    /// More arguments, appended as given.
+    pub args: Vec<String>,
+}
+
+impl Opts {
+    /// `--max-clients n`.
+    pub fn max_clients(mut self, n: u32) -> Self {
+        self.max_clients = Some(n);
+        self
+    }
+
+    /// `--idle-timeout secs`.
+    pub fn idle_timeout(mut self, secs: u64) -> Self {
+        self.idle_timeout_secs = Some(secs);
+        self
+    }
+
+    /// `--mode echo`.
+    pub fn echo(mut self) -> Self {
+        self.mode = Mode::Echo;
+        self
+    }
+
+    /// One more argument.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    fn to_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(n) = self.max_clients {
+            args.extend(["--max-clients".to_owned(), n.to_string()]);
+        }
+        if let Some(s) = self.idle_timeout_secs {
+            args.extend(["--idle-timeout".to_owned(), s.to_string()]);
+        }
+        if self.mode == Mode::Echo {
+            args.extend(["--mode".to_owned(), "echo".to_owned()]);
+        }
+        args.extend(self.args.iter().cloned());
+        args
+    }
+}
+
+/// A running server; killed (and its namespace deleted) on drop, also when
+/// the test panics. On a failing test its output is printed.
+#[derive(Debug)]
+pub struct Server {
+    shell: Shell,
+    child: Child,
+    addr: SocketAddr,
+    /// Everything the server wrote to stdout and stderr.
+    log: Arc<Mutex<Vec<u8>>>,
+    exited: Option<ExitStatus>,
+    /// Dropped after the child is gone.
+    netns: Option<Netns>,
+}
+
+impl Server {
+    /// Starts the program of `shell` with `opts` and waits until it listens.
+    pub fn start(shell: Shell, opts: Opts) -> Server {
+        match shell {
+            Shell::Host => Self::start_host(opts),
+            Shell::Tap => Self::start_tap(opts),
+        }
+    }
+
+    /// Starts a server with default options and connects one client.
+    pub fn with_client(shell: Shell) -> (Server, Client) {
+        let server = Server::start(shell, Opts::default());
+        let client = server.connect();
+        (server, client)
+    }
+
+    fn start_host(opts: Opts) -> Server {
+        let mut cmd = Command::new(Shell::Host.binary());
+        cmd.args(["--bind", "127.0.0.1:0"]).args(opts.to_args());
+        let (child, log, listening) = spawn(cmd);
+        let mut server = Server {
+            shell: Shell::Host,
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log,
+            exited: None,
+            netns: None,
+        };
+        match listening.recv_timeout(START_TIMEOUT) {
+            Ok(text) => match text.trim().parse::<SocketAddr>() {
+                Ok(addr) => server.addr = addr,
+                Err(e) => server.fail(&format!("bad address in `listening on {text}`: {e}")),
+            },
+            Err(_) => server.fail("never printed `listening on ADDR`"),
+        }
+        server
+    }
+
+    fn start_tap(opts: Opts) -> Server {
+        let ns = Netns::create();
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns.name()])
+            .arg(Shell::Tap.binary())
+            .args(["--tap", netns::TAP_DEV])
+            .arg("--ip")
+            .arg(format!("{}/{}", netns::SERVER_IP, netns::SERVER_PREFIX))
+            .args(["--port", &TAP_PORT.to_string()])
+            .args(opts.to_args());
+        let (child, log, _listening) = spawn(cmd);
+        let mut server = Server {
+            shell: Shell::Tap,
+            child,
+            addr: SocketAddr::V4(SocketAddrV4::new(netns::SERVER_IP, TAP_PORT)),
+            log,
+            exited: None,
+            netns: Some(ns),
+        };
+        // Ready once the program holds the TAP device; the first connect
+        // retries while its sockets come up. (A probe connection would take
+        // a client id and spoil `stats`.)
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !server.netns.as_ref().is_some_and(Netns::tap_attached) {
+            if server.has_exited() {
+                server.fail("exited before opening the TAP device");
+            }
+            if Instant::now() >= deadline {
+                server.fail("did not open the TAP device");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    /// The shell this server belongs to.
+    pub fn shell(&self) -> Shell {
+        self.shell
+    }
+
+    /// The address clients connect to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Connects a new client (inside the namespace for TAP).
+    #[track_caller]
+    pub fn connect(&self) -> Client {
+        match self.try_connect() {
+            Ok(client) => client,
+            Err(e) => panic!(
+                "cannot connect to {} server at {}: {e}",
+                self.shell, self.addr
+            ),
+        }
+    }
+
+    /// Connects, retrying (TAP: while the server comes up) for a bounded
+    /// time.
+    pub fn try_connect(&self) -> std::io::Result<Client> {
+        let deadline = Instant::now() + CONNECT_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let attempt = match &self.netns {
+                None => std::net::TcpStream::connect_timeout(&self.addr, left),
+                Some(ns) => ns.connect(self.addr, left.min(Duration::from_secs(1))),
+            };
+            match attempt {
+                Ok(stream) => return Ok(Client::new(stream)),
+                Err(e) if self.netns.is_none() || Instant::now() >= deadline => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(30)),
+            }
+        }
+    }
+
+    /// Sends `signal` to the server process.
+    pub fn signal(&self, signal: Signal) {
+        let pid = Pid::from_raw(self.child.id() as i32);
+        kill(pid, signal).expect("send signal to the server");
+    }
+
+    /// Waits at most `limit` for the server to exit; `None` if it still
+    /// runs.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.has_exited() {
+                return self.exited;
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Everything the server printed so far.
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&self.log.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+
+    fn has_exited(&mut self) -> bool {
+        if self.exited.is_none() {
+            self.exited = self.child.try_wait().ok().flatten();
+        }
+        self.exited.is_some()
+    }
+
+    /// Fails the test, showing the server's output.
+    #[track_caller]
+    fn fail(&mut self, why: &str) -> ! {
+        std::thread::sleep(Duration::from_millis(50)); // let the log readers catch up
+        panic!("{} server {why}; its output:\n{}", self.shell, self.log());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if !self.has_exited() {
+            let _ = self.child.kill();
+            self.exited = self.child.wait().ok();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- {} server ({}) output ---\n{}--- end ---",
+                self.shell,
+                self.exited
+                    .map_or_else(|| "still running".to_owned(), |s| s.to_string()),
+                self.log()
+            );
+        }
+        // Then `netns` drops: the namespace goes once nothing runs in it.
+    }
+}
+
+/// Spawns `cmd` with its output captured into a log; the receiver gets the
+/// address of the first `listening on ADDR` line on stdout.
+fn spawn(mut cmd: Command) -> (Child, Arc<Mutex<Vec<u8>>>, mpsc::Receiver<String>) {
+    // Servers log to stderr; the log is shown when a test fails.
+    if std::env::var_os("RUST_LOG").is_none() {
+        cmd.env("RUST_LOG", "info");
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => panic!("cannot start {cmd:?}: {e}"),
+    };
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = mpsc::channel();
+    if let Some(stdout) = child.stdout.take() {
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = Vec::new();
+            // Ends when the server closes stdout (it exits or is killed).
+            while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                let text = String::from_utf8_lossy(&line);
+                if let Some(addr) = text.trim_end().strip_prefix("listening on ") {
+                    let _ = tx.send(addr.to_owned());
+                }
+                log.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(&line);
+                line.clear();
+            }
+        });
+    }
+    if let Some(mut stderr) = child.stderr.take() {
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = stderr.read(&mut buf) {
+                log.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(&buf[..n]);
+            }
+        });
+    }
+    (child, log, rx)
+}

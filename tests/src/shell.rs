@@ -1,0 +1,157 @@
+//! The shells under test, which of them run, and skipping.
+
+use std::fmt;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::binaries::{self, Located, Program};
+
+/// A server program speaking the protocol: every test runs against each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shell {
+    /// `envhub`: the std host server on loopback.
+    Host,
+    /// `envhub-tap`: the smoltcp server on a TAP device in a network
+    /// namespace of its own.
+    Tap,
+}
+
+impl Shell {
+    /// The name used in test names and in `ENVHUB_SHELLS`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Shell::Host => "host",
+            Shell::Tap => "tap",
+        }
+    }
+
+    /// The shell called `name`.
+    pub fn from_name(name: &str) -> Option<Shell> {
+        match name {
+            "host" => Some(Shell::Host),
+            "tap" => Some(Shell::Tap),
+            _ => None,
+        }
+    }
+
+    /// The program that implements the shell.
+    pub fn program(self) -> Program {
+        match self {
+            Shell::Host => binaries::HOST,
+            Shell::Tap => binaries::TAP,
+        }
+    }
+
+    /// How long bytes written by a client may take to reach the server
+    /// process. On loopback a returned `write` means the bytes sit in the
+    /// server's socket; over the TAP device they still cross the kernel's
+    /// queue and smoltcp's poll loop. Used only where the protocol speaks of
+    /// bytes "already received" (shutdown).
+    pub fn settle(self) -> Duration {
+        match self {
+            Shell::Host => Duration::ZERO,
+            Shell::Tap => Duration::from_millis(100),
+        }
+    }
+
+    /// `Ok(program path)` when the shell can run here, else why not.
+    fn availability(self) -> Result<&'static Path, String> {
+        let path = match binaries::locate(self.program()) {
+            Located::Found(path) => path.as_path(),
+            Located::Missing(why) => return Err(why.clone()),
+            Located::BuildFailed(why) => panic!("{why}"),
+        };
+        if self == Shell::Tap {
+            static TAP_OK: OnceLock<Result<(), String>> = OnceLock::new();
+            TAP_OK.get_or_init(tap_prerequisites).clone()?;
+        }
+        Ok(path)
+    }
+
+    /// The program's path; panics when the shell is unavailable (tests call
+    /// this only after [`run`] checked).
+    pub fn binary(self) -> &'static Path {
+        match self.availability() {
+            Ok(path) => path,
+            Err(why) => panic!("{self} unavailable: {why}"),
+        }
+    }
+}
+
+impl fmt::Display for Shell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Root, `/dev/net/tun`, the `ip` tool and network namespaces: what a TAP
+/// test needs.
+fn tap_prerequisites() -> Result<(), String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err("needs root for a network namespace and a TAP device".into());
+    }
+    if let Err(e) = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+    {
+        return Err(format!("cannot open /dev/net/tun: {e}"));
+    }
+    let ip = Command::new("ip")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    match ip {
+        Ok(status) if status.success() => {}
+        Ok(status) => return Err(format!("`ip -V` failed: {status}")),
+        Err(e) => return Err(format!("cannot run `ip` (iproute2): {e}")),
+    }
+    crate::netns::Netns::probe()
+}
+
+/// True when `ENVHUB_SHELLS` (a comma-separated list, default all) selects
+/// `shell`.
+fn selected(shell: Shell) -> bool {
+    match std::env::var("ENVHUB_SHELLS") {
+        Ok(list) if !list.trim().is_empty() => list.split(',').any(|s| s.trim() == shell.name()),
+        _ => true,
+    }
+}
+
+/// True when `ENVHUB_REQUIRE_ALL=1`: a test that cannot run fails.
+fn require_all() -> bool {
+    std::env::var("ENVHUB_REQUIRE_ALL").is_ok_and(|v| v == "1")
+}
+
+/// Writes to the process's stderr directly, past the test harness's output
+/// capture, so a skip is always visible.
+fn note(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// Runs one test `body` against the shell called `shell`, or skips it.
+///
+/// Called by [`crate::e2e_tests!`]; `test` is the full test name for messages.
+pub fn run(test: &str, shell: &str, body: fn(Shell)) {
+    let Some(shell) = Shell::from_name(shell) else {
+        panic!("{test}: unknown shell {shell:?}");
+    };
+    if !selected(shell) {
+        note(&format!(
+            "SKIPPED {test}: shell {shell} not in ENVHUB_SHELLS"
+        ));
+        return;
+    }
+    match shell.availability() {
+        Ok(_) => body(shell),
+        Err(why) if require_all() => {
+            panic!("{test}: shell {shell} cannot run ({why}) and ENVHUB_REQUIRE_ALL=1")
+        }
+        Err(why) => note(&format!("SKIPPED {test}: shell {shell} cannot run: {why}")),
+    }
+}
