@@ -1,1 +1,279 @@
-//! Placeholder.
+//! # envhub-host
+//!
+//! The envhub server for hosts (binary `envhub`): a std `TcpListener`, one
+//! small-stack thread per connection, and the sans-IO core
+//! ([`envhub_core`]) doing all of the protocol. This crate only moves bytes,
+//! keeps time, shares the store between threads and stops gracefully.
+//!
+//! - [`cli`]: the command line.
+//! - [`hub`]: the store and counters every connection shares.
+//! - [`listener`]: the listening socket and the accept loop.
+//! - [`worker`]: one connection's thread.
+//! - [`codec`], [`gbk`]: UTF-8 pass-through and GBK transcoding.
+//! - [`shutdown`]: SIGINT/SIGTERM, and waking every blocked thread.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod codec;
+pub mod gbk;
+pub mod hub;
+pub mod listener;
+pub mod shutdown;
+pub mod worker;
+
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use envhub_core::Config;
+use log::{info, warn};
+
+pub use cli::{Cli, Encoding};
+pub use hub::SharedHub;
+pub use shutdown::Shutdown;
+
+/// How long the server waits, once stopped, for its connections to close
+/// (each is reset after [`worker::SHUTDOWN_GRACE_MS`] anyway). Within the
+/// protocol's 2 s.
+pub const STOP_WAIT: Duration = Duration::from_millis(1_500);
+
+/// What the accept loop and every connection thread share.
+#[derive(Debug)]
+pub struct Shared {
+    /// Store and counters.
+    pub hub: SharedHub,
+    /// The stop signal.
+    pub shutdown: Arc<Shutdown>,
+    /// Each connection's configuration.
+    pub config: Config,
+    /// The wire's text encoding.
+    pub encoding: Encoding,
+    /// Most connections open at once.
+    pub max_clients: u64,
+}
+
+/// A bound server, not yet accepting.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Binds the listening socket as `cli` says.
+    pub fn bind(cli: &Cli) -> io::Result<Server> {
+        let listener = listener::bind(cli.bind)?;
+        let shared = Arc::new(Shared {
+            hub: SharedHub::new(),
+            shutdown: Arc::new(Shutdown::new()?),
+            config: cli.config(),
+            encoding: cli.encoding,
+            max_clients: cli.max_clients,
+        });
+        Ok(Server { listener, shared })
+    }
+
+    /// The address actually bound (the real port when asked for port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The stop signal: trigger it to stop [`Server::run`].
+    pub fn shutdown(&self) -> Arc<Shutdown> {
+        Arc::clone(&self.shared.shutdown)
+    }
+
+    /// The state shared by the connections.
+    pub fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
+    }
+
+    /// Serves until the stop signal; then stops accepting, lets every
+    /// connection say `shutting_down` and close, and returns once all are
+    /// closed or after [`STOP_WAIT`].
+    pub fn run(self) {
+        listener::accept_loop(&self.listener, &self.shared);
+        drop(self.listener);
+        let open = self.shared.hub.clients();
+        info!("stopped accepting; closing {open} connection(s)");
+        let start = Instant::now();
+        while self.shared.hub.clients() > 0 && start.elapsed() < STOP_WAIT {
+            thread::sleep(Duration::from_millis(5));
+        }
+        match self.shared.hub.clients() {
+            0 => info!("all connections closed"),
+            n => warn!("{n} connection(s) still open at exit"),
+        }
+    }
+}
+
+/// Logs to stderr, at the level RUST_LOG sets (default: info).
+pub fn init_logging() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
+}
+
+/// The whole program after parsing: bind (exit 2 on failure), announce
+/// `listening on ADDR` on stdout, serve until SIGINT/SIGTERM, exit 0.
+pub fn run(cli: Cli) -> ExitCode {
+    let server = match Server::bind(&cli) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("envhub: cannot listen on {}: {e}", cli.bind);
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = Shutdown::on_signals(&server.shutdown()) {
+        eprintln!("envhub: cannot handle signals: {e}");
+        return ExitCode::FAILURE;
+    }
+    let addr = match server.local_addr() {
+        Ok(addr) => addr,
+        Err(e) => {
+            eprintln!("envhub: cannot read the bound address: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    info!("listening on {addr}");
+    // For tests and scripts: exactly this one line on stdout.
+    let mut stdout = io::stdout().lock();
+    let _ = writeln!(stdout, "listening on {addr}").and_then(|()| stdout.flush());
+    drop(stdout);
+    server.run();
+    info!("bye");
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    //! A few in-process checks over loopback; the end-to-end suite lives in
+    //! the `envhub-tests` crate.
+
+    use super::*;
+    use clap::Parser;
+    use std::io::{BufRead, BufReader, Read};
+    use std::net::TcpStream;
+
+    const PING: &[u8] = b"{\"cmd\":\"ping\"}\n";
+    const PONG: &str = "{\"ok\":true,\"pong\":true}\n";
+
+    fn server(args: &[&str]) -> (SocketAddr, Arc<Shutdown>, thread::JoinHandle<()>) {
+        let argv = ["envhub", "--bind", "127.0.0.1:0"].iter().chain(args);
+        let server = Server::bind(&Cli::parse_from(argv)).unwrap();
+        let addr = server.local_addr().unwrap();
+        let stop = server.shutdown();
+        (addr, stop, thread::spawn(move || server.run()))
+    }
+
+    fn connect(addr: SocketAddr) -> (TcpStream, BufReader<TcpStream>) {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let r = BufReader::new(s.try_clone().unwrap());
+        (s, r)
+    }
+
+    fn line(r: &mut BufReader<TcpStream>) -> String {
+        let mut l = String::new();
+        r.read_line(&mut l).unwrap();
+        l
+    }
+
+    #[test]
+    fn serves_busy_and_stops_gracefully() {
+        let (addr, stop, run) = server(&["--max-clients", "1"]);
+        let (mut a, mut ra) = connect(addr);
+        a.write_all(PING).unwrap();
+        assert_eq!(line(&mut ra), PONG);
+
+        // At the limit: busy, then EOF; no id taken.
+        let (_b, mut rb) = connect(addr);
+        let mut rest = String::new();
+        rb.read_to_string(&mut rest).unwrap();
+        assert_eq!(rest, "{\"ok\":false,\"error\":\"busy\"}\n");
+        a.write_all(b"{\"cmd\":\"stats\"}\n").unwrap();
+        let stats = line(&mut ra);
+        assert!(
+            stats.starts_with("{\"ok\":true,\"client\":1,\"clients\":1,"),
+            "{stats}"
+        );
+        assert!(stats.contains("\"errors\":1,"), "{stats}");
+
+        // Complete lines sent before the stop are answered; the partial one
+        // is dropped; then shutting_down and EOF.
+        a.write_all(b"{\"cmd\":\"ping\"}\n{\"cmd\":\"ping\"}\n{\"cmd\"")
+            .unwrap();
+        thread::sleep(Duration::from_millis(100));
+        stop.trigger();
+        let mut rest = String::new();
+        ra.read_to_string(&mut rest).unwrap();
+        assert_eq!(
+            rest,
+            format!("{PONG}{PONG}{{\"ok\":false,\"error\":\"shutting_down\"}}\n")
+        );
+        run.join().unwrap();
+        assert!(TcpStream::connect(addr).is_err(), "still accepting");
+    }
+
+    #[test]
+    fn pipelined_lines_split_anywhere() {
+        let (addr, stop, run) = server(&[]);
+        let (mut a, mut ra) = connect(addr);
+        let many = PING.repeat(500);
+        for piece in many.chunks(7) {
+            a.write_all(piece).unwrap();
+        }
+        for _ in 0..500 {
+            assert_eq!(line(&mut ra), PONG);
+        }
+        // EOF answers an unterminated last line, then closes.
+        a.write_all(&PING[..PING.len() - 1]).unwrap();
+        a.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut rest = String::new();
+        ra.read_to_string(&mut rest).unwrap();
+        assert_eq!(rest, PONG);
+        stop.trigger();
+        run.join().unwrap();
+    }
+
+    #[test]
+    fn idle_timeout_fires_for_a_dribbling_client() {
+        let (addr, stop, run) = server(&["--idle-timeout", "0.3"]);
+        let (mut a, mut ra) = connect(addr);
+        let start = Instant::now();
+        for b in b"{\"cmd\":" {
+            let _ = a.write_all(&[*b]);
+            thread::sleep(Duration::from_millis(50));
+        }
+        let mut rest = String::new();
+        ra.read_to_string(&mut rest).unwrap();
+        assert_eq!(rest, "{\"ok\":false,\"error\":\"idle_timeout\"}\n");
+        assert!(start.elapsed() >= Duration::from_millis(300));
+        stop.trigger();
+        run.join().unwrap();
+    }
+
+    #[test]
+    fn gbk_round_trip() {
+        let (addr, stop, run) = server(&["--encoding", "gbk"]);
+        let (mut a, mut ra) = connect(addr);
+        let (req, _, _) =
+            encoding_rs::GBK.encode("{\"location\":\"客厅\",\"temp\":25.5,\"hum\":60}\n");
+        a.write_all(&req).unwrap();
+        let mut reply = Vec::new();
+        ra.read_until(b'\n', &mut reply).unwrap();
+        let (text, _, bad) = encoding_rs::GBK.decode(&reply);
+        assert!(!bad);
+        assert_eq!(
+            text,
+            "{\"ok\":true,\"location\":\"客厅\",\"temp\":25.5,\"hum\":60.0}\n"
+        );
+        stop.trigger();
+        run.join().unwrap();
+    }
+}

@@ -1,0 +1,188 @@
+//! The command line (PROTOCOL.md, "Command-line contract"), parsed with clap.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use envhub_core::{Config, Mode};
+
+/// The envhub server: sensors send JSON lines over TCP, envhub validates
+/// them, keeps the newest reading per location and answers every line.
+///
+/// Stops gracefully on SIGINT and SIGTERM. Logs go to stderr; set RUST_LOG
+/// (e.g. RUST_LOG=debug) to change how much is logged (default: info).
+#[derive(Debug, Clone, PartialEq, Parser)]
+#[command(name = "envhub", version)]
+pub struct Cli {
+    /// Where to listen: an IPv4 address and port (127.0.0.1:8080), or an
+    /// IPv6 address in brackets ([::1]:8080). Port 0 picks a free port; the
+    /// address actually bound is printed on stdout as `listening on ADDR`.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:8080", value_parser = parse_bind)]
+    pub bind: SocketAddr,
+
+    /// Most connections served at once. A connection beyond it gets the
+    /// `busy` reply and is closed at once (in echo mode: closed silently).
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub max_clients: u64,
+
+    /// Close a connection that sends no complete line for this many seconds
+    /// (fractions allowed, e.g. 0.5), after an `idle_timeout` reply.
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_secs)]
+    pub idle_timeout: Duration,
+
+    /// What the server speaks: `sensor` is the envhub line protocol; `echo`
+    /// sends every received byte back unchanged (a benchmark ceiling).
+    #[arg(long, value_enum, default_value_t = ModeArg::Sensor)]
+    pub mode: ModeArg,
+
+    /// The clients' text encoding. `gbk` decodes requests from GBK before
+    /// the protocol sees them and encodes replies to GBK; the 512-byte line
+    /// limit then counts the UTF-8 bytes after decoding. Ignored in echo
+    /// mode, which returns bytes unchanged.
+    #[arg(long, value_enum, default_value_t = Encoding::Utf8)]
+    pub encoding: Encoding,
+}
+
+/// `--mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// The envhub line protocol.
+    Sensor,
+    /// Every byte back, unchanged.
+    Echo,
+}
+
+/// `--encoding`: the text encoding spoken on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Encoding {
+    /// UTF-8, as the protocol defines.
+    #[default]
+    Utf8,
+    /// GBK (decoded as GB18030, as the WHATWG Encoding Standard does).
+    Gbk,
+}
+
+impl Cli {
+    /// The per-connection configuration for the core.
+    pub fn config(&self) -> Config {
+        Config {
+            mode: match self.mode {
+                ModeArg::Sensor => Mode::Sensor,
+                ModeArg::Echo => Mode::Echo,
+            },
+            idle_timeout_ms: u64::try_from(self.idle_timeout.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+/// `ADDR:PORT`: a socket address, or failing that a name to resolve
+/// (`localhost:8080`), first address found.
+fn parse_bind(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let mut addrs = text
+        .to_socket_addrs()
+        .map_err(|e| format!("expected ADDR:PORT such as 0.0.0.0:8080 or [::1]:8080 ({e})"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("{text} resolves to no address"))
+}
+
+/// Seconds, whole or with a fraction; not negative.
+fn parse_secs(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a number of seconds, got {text:?}"))?;
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("{text} is not a usable number of seconds"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("envhub").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let cli = parse(&[]).unwrap();
+        assert_eq!(cli.bind, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(cli.max_clients, 1024);
+        assert_eq!(cli.idle_timeout, Duration::from_secs(300));
+        assert_eq!(cli.mode, ModeArg::Sensor);
+        assert_eq!(cli.encoding, Encoding::Utf8);
+        assert_eq!(cli.config(), Config::default());
+    }
+
+    #[test]
+    fn every_flag_parses() {
+        let cli = parse(&[
+            "--bind",
+            "[::1]:0",
+            "--max-clients",
+            "3",
+            "--idle-timeout",
+            "1.5",
+            "--mode",
+            "echo",
+            "--encoding",
+            "gbk",
+        ])
+        .unwrap();
+        assert_eq!(cli.bind, "[::1]:0".parse().unwrap());
+        assert_eq!(cli.max_clients, 3);
+        assert_eq!(cli.config().idle_timeout_ms, 1500);
+        assert_eq!(cli.config().mode, Mode::Echo);
+        assert_eq!(cli.encoding, Encoding::Gbk);
+        let cli = parse(&["--bind=127.0.0.1:9000", "--idle-timeout=2"]).unwrap();
+        assert_eq!(cli.bind.port(), 9000);
+        assert_eq!(cli.config().idle_timeout_ms, 2000);
+    }
+
+    #[test]
+    fn names_resolve() {
+        let cli = parse(&["--bind", "localhost:0"]).unwrap();
+        assert!(cli.bind.ip().is_loopback());
+    }
+
+    #[test]
+    fn bad_flags_are_usage_errors() {
+        for args in [
+            &["--bind", "nonsense"][..],
+            &["--bind", "127.0.0.1"],
+            &["--bind", "127.0.0.1:99999"],
+            &["--max-clients", "-1"],
+            &["--max-clients", "lots"],
+            &["--idle-timeout", "-1"],
+            &["--idle-timeout", "NaN"],
+            &["--idle-timeout", "inf"],
+            &["--mode", "loud"],
+            &["--encoding", "latin1"],
+            &["--frobnicate"],
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn help_explains_every_flag() {
+        Cli::command().debug_assert();
+        let help = Cli::command().render_long_help().to_string();
+        for flag in [
+            "--bind",
+            "--max-clients",
+            "--idle-timeout",
+            "--mode",
+            "--encoding",
+            "busy",
+        ] {
+            assert!(help.contains(flag), "{flag} missing from:\n{help}");
+        }
+    }
+}
