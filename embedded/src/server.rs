@@ -1,7 +1,7 @@
 //! The server loop: an interface, `N` socket slots, the store, the counters.
 
 use envhub_core::{LocalHub, Stats, Store};
-use smoltcp::iface::{Interface, PollIngressSingleResult, PollResult, SocketSet};
+use smoltcp::iface::{Interface, PollIngressSingleResult, PollResult, SocketSet, SocketStorage};
 use smoltcp::phy::Device;
 use smoltcp::socket::tcp::{Socket, SocketBuffer};
 
@@ -29,9 +29,9 @@ pub struct Server<'a, const N: usize> {
     config: Config,
     iface: Interface,
     sockets: SocketSet<'a>,
-    slots: [Slot; N],
+    slots: &'a mut [Slot],
     scratch: &'a mut [u8],
-    store: Store,
+    store: &'a mut Store,
     stats: Stats,
     stopping: bool,
 }
@@ -54,10 +54,16 @@ impl<'a, const N: usize> Server<'a, N> {
             storage,
             buffers,
             scratch,
+            slots,
+            store,
         } = memory;
+        storage.clear();
+        slots.clear();
+        *store = Store::new();
+        while storage.push(SocketStorage::EMPTY).is_ok() {}
         let mut sockets = SocketSet::new(&mut storage[..]);
         let mut listening = Ok(());
-        let slots = buffers.each_mut().map(|buffers| {
+        for buffers in buffers.iter_mut() {
             let mut socket = Socket::new(
                 SocketBuffer::new(&mut buffers.rx[..]),
                 SocketBuffer::new(&mut buffers.tx[..]),
@@ -66,16 +72,16 @@ impl<'a, const N: usize> Server<'a, N> {
             if socket.listen(config.port).is_err() {
                 listening = Err(ConfigError::PortZero);
             }
-            Slot::new(sockets.add(socket))
-        });
+            let _ = slots.push(Slot::new(sockets.add(socket)));
+        }
         listening?;
         Ok(Server {
             config,
             iface,
             sockets,
-            slots,
+            slots: &mut slots[..],
             scratch: &mut scratch[..],
-            store: Store::new(),
+            store,
             stats: Stats::new(now_ms),
             stopping: false,
         })
@@ -127,7 +133,7 @@ impl<'a, const N: usize> Server<'a, N> {
         again |= self.each(true, |slot, socket, cx| slot.service(socket, cx, now));
 
         let mut next = self.iface.poll_at(timestamp, &self.sockets).map(millis);
-        for slot in &self.slots {
+        for slot in self.slots.iter() {
             let socket = self.sockets.get::<Socket>(slot.handle);
             next = earliest(next, slot.deadline(socket));
         }
@@ -147,7 +153,7 @@ impl<'a, const N: usize> Server<'a, N> {
             return;
         }
         self.stopping = true;
-        for slot in &mut self.slots {
+        for slot in self.slots.iter_mut() {
             slot.shutdown(self.sockets.get_mut::<Socket>(slot.handle), now_ms);
         }
     }
