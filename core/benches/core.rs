@@ -36,7 +36,10 @@ fn filled_store(n: usize) -> Store {
     for i in 0..n {
         let line = format!("{{\"location\":\"sensor_{i:02}\",\"temp\":21.{i},\"hum\":45}}\n");
         let p = conn.handle_input(1, line.as_bytes(), &mut out, &mut hub);
-        assert!(out[..p.written].starts_with(b"{\"ok\":true"), "setup reading {i} refused");
+        assert!(
+            out[..p.written].starts_with(b"{\"ok\":true"),
+            "setup reading {i} refused"
+        );
     }
     store
 }
@@ -53,8 +56,15 @@ fn through_connection(c: &mut Criterion, name: &str, input: &[u8], lines: u64, s
     let mut out = vec![0u8; OUT];
     // Check once that the whole input is answered in one call.
     let p = conn.handle_input(10, input, &mut out, &mut hub);
-    assert_eq!(p.consumed, input.len(), "{name}: input not consumed in one call");
-    assert!(p.written > 0 && !conn.has_output(), "{name}: reply did not fit");
+    assert_eq!(
+        p.consumed,
+        input.len(),
+        "{name}: input not consumed in one call"
+    );
+    assert!(
+        p.written > 0 && !conn.has_output(),
+        "{name}: reply did not fit"
+    );
     let mut group = c.benchmark_group("line");
     group.throughput(Throughput::Elements(lines));
     group.bench_function(name, |b| {

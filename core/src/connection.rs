@@ -66,6 +66,32 @@ pub enum Close {
     Abort,
 }
 
+/// Why a connection stopped reading, for the shell's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Reason {
+    /// The client sent `bye`.
+    Bye,
+    /// The client closed its sending side.
+    ClientClosed,
+    /// No complete line for the idle timeout.
+    IdleTimeout,
+    /// The server is stopping.
+    Shutdown,
+}
+
+impl Reason {
+    /// A few words for a log line.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reason::Bye => "bye",
+            Reason::ClientClosed => "client closed",
+            Reason::IdleTimeout => "idle timeout",
+            Reason::Shutdown => "server shutting down",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Reading lines.
@@ -102,6 +128,8 @@ pub struct Connection {
     idle_deadline: u64,
     /// When a draining connection that makes no progress is aborted.
     stall_deadline: u64,
+    /// Why it stopped reading, once it did.
+    reason: Option<Reason>,
 }
 
 impl Connection {
@@ -120,6 +148,7 @@ impl Connection {
             shutdown: false,
             idle_deadline: now.saturating_add(config.idle_timeout_ms),
             stall_deadline: u64::MAX,
+            reason: None,
         }
     }
 
@@ -203,7 +232,7 @@ impl Connection {
     pub fn handle_timeout<H: Hub + ?Sized>(&mut self, now: u64, hub: &mut H) {
         match self.state {
             State::Open if now >= self.idle_deadline => {
-                self.close_with(now, ErrorCode::IdleTimeout, hub);
+                self.close_with(now, Reason::IdleTimeout, hub);
             }
             State::Draining if now >= self.stall_deadline => {
                 self.state = State::Closed(Close::Abort);
@@ -229,6 +258,12 @@ impl Connection {
             State::Closed(how) => Some(how),
             _ => None,
         }
+    }
+
+    /// Why the connection stopped reading (`None` while it reads): for the
+    /// shell's log when it closes.
+    pub fn close_reason(&self) -> Option<Reason> {
+        self.reason
     }
 
     /// True while the connection reads input: no reply is waiting for room.
@@ -274,14 +309,24 @@ impl Connection {
         }
     }
 
-    /// Stops reading and owes `code` (nothing in echo mode) before closing.
-    fn close_with<H: Hub + ?Sized>(&mut self, now: u64, code: ErrorCode, hub: &mut H) {
-        if self.config.mode == Mode::Sensor {
-            hub.count_error();
-            self.trailer = Some(code);
-        }
+    /// Stops reading: the owed output drains, then the connection closes.
+    fn drain(&mut self, now: u64, reason: Reason) {
         self.state = State::Draining;
         self.stall_deadline = now.saturating_add(CLOSE_LINGER_MS);
+        self.reason = Some(reason);
+    }
+
+    /// Stops reading for the server's own `reason`, owing its error reply
+    /// (nothing in echo mode) before closing.
+    fn close_with<H: Hub + ?Sized>(&mut self, now: u64, reason: Reason, hub: &mut H) {
+        if self.config.mode == Mode::Sensor {
+            hub.count_error();
+            self.trailer = Some(match reason {
+                Reason::IdleTimeout => ErrorCode::IdleTimeout,
+                _ => ErrorCode::ShuttingDown,
+            });
+        }
+        self.drain(now, reason);
     }
 
     /// Reads lines from `input` until it is used up or a reply is pending;
@@ -356,8 +401,7 @@ impl Connection {
             },
             Ok(Request::Ping) => Reply::Pong,
             Ok(Request::Bye) => {
-                self.state = State::Draining;
-                self.stall_deadline = now.saturating_add(CLOSE_LINGER_MS);
+                self.drain(now, Reason::Bye);
                 Reply::Bye
             }
             Ok(Request::Stats) => Reply::Stats {
@@ -386,7 +430,7 @@ impl Connection {
         }
         if self.shutdown {
             self.line.clear();
-            self.close_with(now, ErrorCode::ShuttingDown, hub);
+            self.close_with(now, Reason::Shutdown, hub);
             self.flush(sink, hub);
         } else if self.eof {
             let line = core::mem::take(&mut self.line);
@@ -394,8 +438,7 @@ impl Connection {
                 self.line_done(now, &line, sink, hub);
             }
             if self.state == State::Open {
-                self.state = State::Draining;
-                self.stall_deadline = now.saturating_add(CLOSE_LINGER_MS);
+                self.drain(now, Reason::ClientClosed);
             }
         }
     }
@@ -867,6 +910,7 @@ mod tests {
         assert_eq!(&out[..p.written], b"{\"ok\":true,\"bye\":true}\n");
         assert_eq!(p.consumed, 14);
         assert_eq!(f.conn.poll_close(), Some(Close::Graceful));
+        assert_eq!(f.conn.close_reason(), Some(Reason::Bye));
         assert!(!f.conn.wants_input());
     }
 
@@ -881,6 +925,7 @@ mod tests {
         f.conn.handle_eof();
         f.recv(b"", PONG);
         assert_eq!(f.conn.poll_close(), Some(Close::Graceful));
+        assert_eq!(f.conn.close_reason(), Some(Reason::ClientClosed));
     }
 
     #[test]
@@ -922,6 +967,7 @@ mod tests {
             &format!("{PONG}{}", error("shutting_down")),
         );
         assert_eq!(f.conn.poll_close(), Some(Close::Graceful));
+        assert_eq!(f.conn.close_reason(), Some(Reason::Shutdown));
         assert_eq!(f.stats.errors, 1);
     }
 
@@ -966,6 +1012,7 @@ mod tests {
         f.timeout(10_000);
         f.recv(b"", &error("idle_timeout"));
         assert_eq!(f.conn.poll_close(), Some(Close::Graceful));
+        assert_eq!(f.conn.close_reason(), Some(Reason::IdleTimeout));
         assert_eq!(f.stats.errors, 1);
     }
 

@@ -36,7 +36,7 @@ mod sink;
 pub mod stats;
 pub mod store;
 
-pub use connection::{turn_away, Close, Config, Connection, Mode, Progress};
+pub use connection::{turn_away, Close, Config, Connection, Mode, Progress, Reason};
 pub use decimal::Tenths;
 pub use error::{ErrorCode, Field};
 pub use hub::{Hub, LocalHub};

@@ -8,7 +8,7 @@
 //! (the peer already has everything; waiting out smoltcp's 10 s TIME-WAIT
 //! would only starve the slots), or after a reset.
 
-use envhub_core::{turn_away, Close, Connection, LocalHub};
+use envhub_core::{turn_away, Close, Connection, LocalHub, Reason};
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp::{Socket, State};
 use smoltcp::time::Duration;
@@ -61,23 +61,6 @@ struct Client {
     peer: Option<IpEndpoint>,
     /// The peer's FIN was passed to the connection.
     eof: bool,
-    /// A timer of the connection fired (for the log).
-    timed_out: bool,
-}
-
-impl Client {
-    /// Why a graceful close happened, for the log.
-    fn reason(&self, stopping: bool) -> &'static str {
-        if stopping {
-            "server shutting down"
-        } else if self.timed_out {
-            "idle timeout"
-        } else if self.eof {
-            "client closed"
-        } else {
-            "bye"
-        }
-    }
 }
 
 // Every slot must have room for a connection anyway (there is no heap to
@@ -162,7 +145,6 @@ impl Slot {
                         conn: Connection::new(id, now, cx.config.connection()),
                         peer,
                         eof: false,
-                        timed_out: false,
                     });
                 }
             }
@@ -215,16 +197,10 @@ impl Slot {
             self.phase = closing(socket, now);
             return false;
         }
-        let Context {
-            hub,
-            scratch,
-            stopping,
-            ..
-        } = cx;
+        let Context { hub, scratch, .. } = cx;
         let conn = &mut client.conn;
         if conn.poll_timeout().is_some_and(|due| due <= now) {
             conn.handle_timeout(now, hub);
-            client.timed_out = true;
         }
         if !client.eof && socket.state() == State::CloseWait {
             // Every byte before the FIN is in the receive buffer, and each
@@ -261,7 +237,7 @@ impl Slot {
                     "client {} ({}) disconnected: {}",
                     conn.id(),
                     Peer(client.peer),
-                    client.reason(*stopping)
+                    conn.close_reason().map_or("closed", Reason::as_str)
                 );
             }
             Close::Abort => {

@@ -27,7 +27,7 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use envhub_core::{Close, Connection, Mode};
+use envhub_core::{Close, Connection, Mode, Reason};
 use log::{info, warn};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -107,8 +107,9 @@ fn run<C: Codec>(id: u64, peer: SocketAddr, sock: TcpStream, shared: &Shared, co
 /// How the loop ended.
 #[derive(Debug)]
 enum End {
-    /// The core closed gracefully and every byte was written.
-    Graceful,
+    /// The core closed gracefully (for this reason) and every byte was
+    /// written.
+    Graceful(Option<Reason>),
     /// Reset the connection, for this reason.
     Abort(&'static str),
     /// The socket failed.
@@ -130,8 +131,6 @@ struct Worker<'a, C> {
     told: bool,
     /// When a stopping connection is reset.
     stop_deadline: u64,
-    /// The idle timeout fired.
-    timed_out: bool,
 }
 
 impl<C> Worker<'_, C> {
@@ -146,7 +145,6 @@ impl<C> Worker<'_, C> {
             stopping: false,
             told: false,
             stop_deadline: u64::MAX,
-            timed_out: false,
         }
     }
 }
@@ -177,14 +175,14 @@ impl<C: Codec> Worker<'_, C> {
             }
             if let Some(due) = conn.poll_timeout() {
                 if now >= due {
-                    let was_open = conn.wants_input() && !self.eof && !self.told;
                     conn.handle_timeout(now, &mut hub);
-                    self.timed_out |= was_open && conn.poll_timeout() != Some(due);
                 }
             }
             match conn.poll_close() {
                 Some(Close::Abort) => return End::Abort("client stopped reading while closing"),
-                Some(Close::Graceful) if wire.is_empty() => return End::Graceful,
+                Some(Close::Graceful) if wire.is_empty() => {
+                    return End::Graceful(conn.close_reason())
+                }
                 _ => {}
             }
 
@@ -308,10 +306,11 @@ impl<C: Codec> Worker<'_, C> {
     fn end(self, end: End, scratch: &mut [u8]) {
         let (id, peer) = (self.id, self.peer);
         match end {
-            End::Graceful => {
+            End::Graceful(reason) => {
                 let _ = self.sock.shutdown(Side::Write);
                 self.shared.hub.close();
-                info!("client {id} ({peer}) disconnected: {}", self.reason());
+                let why = reason.map_or("closed", Reason::as_str);
+                info!("client {id} ({peer}) disconnected: {why}");
                 self.linger(scratch);
             }
             End::Abort(why) => {
@@ -335,19 +334,6 @@ impl<C: Codec> Worker<'_, C> {
                     warn!("client {id} ({peer}) disconnected after an error: {e}");
                 }
             }
-        }
-    }
-
-    /// Why a graceful close happened, for the log.
-    fn reason(&self) -> &'static str {
-        if self.told {
-            "server shutting down"
-        } else if self.timed_out {
-            "idle timeout"
-        } else if self.eof {
-            "client closed"
-        } else {
-            "bye"
         }
     }
 

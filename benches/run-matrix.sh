@@ -1,0 +1,228 @@
+#!/usr/bin/env bash
+# The host benchmark: envhub against a tokio task-per-connection server of the
+# same protocol, both on one core, over loopback only.
+#
+#   benches/run-matrix.sh            # build (release), run, print markdown
+#
+# Environment:
+#   DURATION=5        seconds measured per point (plus WARMUP, at most 120)
+#   WARMUP=1          seconds of load before each point is measured
+#   REPEAT=3          runs per point; the table shows the run of median req/s
+#   POINTS="1x1 16x1 16x16 256x4"   connections x pipeline depth
+#   HOLD=2000         idle connections held for the memory figure
+#   SERVERS="envhub tokio tokio-ct" which servers (tokio: multi-thread runtime
+#                     with 1 worker; tokio-ct: current-thread runtime)
+#   PORT=18080        first loopback port used (one per server start)
+#   SERVER_CPU=0 LOAD_CPU=1
+#   CARGO_TARGET_DIR  as usual (default: target/ of the repository)
+#
+# Each server is pinned to SERVER_CPU with taskset, the load generator to
+# LOAD_CPU. Every reply is verified byte for byte by envhub-load; the
+# "errors" column must be 0. Server CPU time per request comes from
+# /proc/PID/stat (utime+stime, 10 ms ticks), memory from /proc/PID/status.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+export CARGO_TARGET_DIR=$TARGET
+BIN=$TARGET/release
+DURATION=${DURATION:-5}
+WARMUP=${WARMUP:-1}
+REPEAT=${REPEAT:-3}
+POINTS=${POINTS:-"1x1 16x1 16x16 256x4"}
+HOLD=${HOLD:-2000}
+SERVERS=${SERVERS:-"envhub tokio tokio-ct"}
+PORT=${PORT:-18080}
+SERVER_CPU=${SERVER_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+LOG=$(mktemp -d /tmp/envhub-bench.XXXXXX)
+
+# ---- build --------------------------------------------------------------
+echo "building (release) ..." >&2
+(cd "$ROOT" && cargo build --release --quiet -p envhub-host -p envhub-tests \
+    --bin envhub --bin envhub-load) >&2
+cargo build --release --quiet --manifest-path "$ROOT/benches/tokio-server/Cargo.toml" >&2
+
+# Enough descriptors for HOLD connections on both ends, plus slack.
+need=$((HOLD * 2 + 256))
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$need" ]; then
+    ulimit -n "$need" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+fi
+
+# ---- server control -----------------------------------------------------
+SERVER_PID=
+stop_server() {
+    if [ -n "$SERVER_PID" ]; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=
+    fi
+}
+LOAD_PID=
+cleanup() {
+    if [ -n "$LOAD_PID" ]; then kill "$LOAD_PID" 2>/dev/null || true; fi
+    stop_server
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start_server NAME: starts it pinned on a fresh port, waits for its
+# "listening on" line; sets SERVER_PID and ADDR.
+start_server() {
+    local name=$1 out
+    PORT=$((PORT + 1))
+    ADDR=127.0.0.1:$PORT
+    out=$LOG/$name-$PORT.out
+    case $name in
+    envhub) taskset -c "$SERVER_CPU" "$BIN/envhub" --bind "$ADDR" --max-clients 8192 \
+                >"$out" 2>"$LOG/$name-$PORT.err" & ;;
+    tokio) taskset -c "$SERVER_CPU" "$BIN/envhub-tokio-server" --bind "$ADDR" --max-clients 8192 \
+               --flavor multi --workers 1 >"$out" 2>"$LOG/$name-$PORT.err" & ;;
+    tokio-ct) taskset -c "$SERVER_CPU" "$BIN/envhub-tokio-server" --bind "$ADDR" --max-clients 8192 \
+                  --flavor current >"$out" 2>"$LOG/$name-$PORT.err" & ;;
+    *) echo "unknown server $name" >&2; exit 2 ;;
+    esac
+    SERVER_PID=$!
+    for _ in $(seq 100); do
+        grep -q "^listening on" "$out" 2>/dev/null && return 0
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    echo "$name did not start; see $LOG" >&2
+    exit 1
+}
+
+# CPU ticks (utime+stime, dead threads included) of the server.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat"; }
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$SERVER_PID/status"; }
+threads() { awk '/^Threads:/ { print $2 }' "/proc/$SERVER_PID/status"; }
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
+
+# Idle percentage of all CPUs over half a second.
+idle_pct() {
+    local u n s i w x y z t1 i1
+    read -r _ u n s i w x y z _ </proc/stat
+    t1=$((u + n + s + i + w + x + y + z)); i1=$((i + w))
+    sleep 0.5
+    read -r _ u n s i w x y z _ </proc/stat
+    echo $(( 100 * (i + w - i1) / (u + n + s + i + w + x + y + z - t1 + 1) ))
+}
+# Other work on the two cores skews everything: wait (at most QUIET_WAIT
+# seconds) until they are idle, and count the runs started without that.
+QUIET_WAIT=${QUIET_WAIT:-60}
+BUSY_RUNS=0
+wait_quiet() {
+    local deadline=$((SECONDS + QUIET_WAIT))
+    while [ "$(idle_pct)" -lt 90 ]; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            echo "  warning: the machine is busy; measuring anyway" >&2
+            BUSY_RUNS=$((BUSY_RUNS + 1))
+            return 0
+        fi
+    done
+}
+
+# A quiet machine is worth checking: other work on the two cores skews all.
+busy=$(awk '{ print $1 }' /proc/loadavg)
+echo "load average before the run: $busy" >&2
+
+declare -A RPS P50 P99 ERR CPU
+for server in $SERVERS; do
+    start_server "$server"
+    for point in $POINTS; do
+        c=${point%x*}
+        d=${point#*x}
+        echo "  $server $point ..." >&2
+        runs=
+        for r in $(seq "$REPEAT"); do
+            wait_quiet
+            t0=$(cpu_ticks)
+            one=$(taskset -c "$LOAD_CPU" "$BIN/envhub-load" --addr "$ADDR" -c "$c" -d "$d" \
+                --duration "$DURATION" --warmup "$WARMUP" 2>"$LOG/load-$server-$point-$r.err" \
+                | grep '^SUMMARY' || true)
+            t1=$(cpu_ticks)
+            [ -n "$one" ] && runs+="$(field rps "$one") $((t1 - t0)) $one"$'\n'
+        done
+        # The run of median req/s, with the server CPU ticks it took.
+        n=$(grep -c . <<<"$runs" || true)
+        pick=$(sort -n <<<"$runs" | grep . | sed -n "$(( (n + 1) / 2 ))p" || true)
+        line=${pick#* * }
+        ticks=$(cut -d" " -f2 <<<"$pick")
+        if [ -z "$line" ]; then
+            RPS[$server,$point]=failed; P50[$server,$point]=-; P99[$server,$point]=-
+            ERR[$server,$point]=-; CPU[$server,$point]=-
+            continue
+        fi
+        RPS[$server,$point]=$(field rps "$line" | cut -d. -f1)
+        P50[$server,$point]=$(field p50_us "$line")
+        P99[$server,$point]=$(field p99_us "$line")
+        # Errors of every run, and runs that printed no summary at all.
+        ERR[$server,$point]=$(awk -v want="$REPEAT" '/errors=/ { sub(/.* errors=/, ""); e += $1; n++ }
+            END { printf "%d", e; if (n < want) printf " (%d runs failed)", want - n }' <<<"$runs")
+        # CPU over the whole run, per correct reply of the whole run.
+        reqs=$(field total "$line")
+        CPU[$server,$point]=$(awk -v t="$ticks" -v n="$reqs" \
+            'BEGIN { if (n > 0) printf "%.2f", t * 10000 / n; else print "-" }')
+    done
+    stop_server
+done
+
+declare -A BASE HELD PER THR
+for server in $SERVERS; do
+    start_server "$server"
+    sleep 0.3
+    BASE[$server]=$(rss_kib)
+    echo "  $server: holding $HOLD idle connections ..." >&2
+    holdout=$LOG/hold-$server.out
+    taskset -c "$LOAD_CPU" "$BIN/envhub-load" --addr "$ADDR" --hold "$HOLD" --duration 60 \
+        >"$holdout" 2>"$LOG/hold-$server.err" &
+    LOAD_PID=$!
+    ok=
+    for _ in $(seq 600); do
+        if grep -q "^held" "$holdout"; then ok=1; break; fi
+        kill -0 "$LOAD_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [ -n "$ok" ]; then
+        sleep 0.5
+        HELD[$server]=$(rss_kib)
+        THR[$server]=$(threads)
+        PER[$server]=$(awk -v a="${BASE[$server]}" -v b="${HELD[$server]}" -v n="$HOLD" \
+            'BEGIN { printf "%.1f", (b - a) / n }')
+    else
+        HELD[$server]=failed; THR[$server]=-; PER[$server]=-
+        echo "  $server: hold failed: $(cat "$LOG/hold-$server.err")" >&2
+    fi
+    kill "$LOAD_PID" 2>/dev/null || true
+    wait "$LOAD_PID" 2>/dev/null || true
+    LOAD_PID=
+    stop_server
+done
+
+# ---- report -------------------------------------------------------------
+echo
+echo "### Throughput and latency ($DURATION s per point after ${WARMUP} s warm-up; server on CPU $SERVER_CPU, load on CPU $LOAD_CPU; loopback)"
+echo
+echo "| C x D | server | req/s | p50 µs | p99 µs | server CPU µs/req | errors |"
+echo "|---|---|---:|---:|---:|---:|---:|"
+for point in $POINTS; do
+    for server in $SERVERS; do
+        echo "| $point | $server | ${RPS[$server,$point]} | ${P50[$server,$point]} | ${P99[$server,$point]} | ${CPU[$server,$point]} | ${ERR[$server,$point]} |"
+    done
+done
+echo
+echo "### Memory per idle connection ($HOLD connections, each served one ping)"
+echo
+echo "| server | RSS before KiB | RSS with $HOLD KiB | threads | KiB per connection |"
+echo "|---|---:|---:|---:|---:|"
+for server in $SERVERS; do
+    echo "| $server | ${BASE[$server]} | ${HELD[$server]} | ${THR[$server]} | ${PER[$server]} |"
+done
+echo
+if [ "$BUSY_RUNS" -gt 0 ]; then
+    echo "**$BUSY_RUNS runs started while the CPUs were less than 90 % idle: their figures are suspect.**"
+    echo
+fi
+echo "(logs: $LOG)"
