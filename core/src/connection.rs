@@ -208,7 +208,12 @@ impl Connection {
 
     /// Writes owed output when the shell has no unconsumed input (after
     /// EOF, shutdown or a timeout, or while a long reply drains).
-    pub fn poll_transmit<H: Hub + ?Sized>(&mut self, now: u64, out: &mut [u8], hub: &mut H) -> usize {
+    pub fn poll_transmit<H: Hub + ?Sized>(
+        &mut self,
+        now: u64,
+        out: &mut [u8],
+        hub: &mut H,
+    ) -> usize {
         self.handle_input(now, &[], out, hub).written
     }
 
@@ -384,7 +389,13 @@ impl Connection {
     }
 
     /// Answers one complete line (without its LF).
-    fn line_done<H: Hub + ?Sized>(&mut self, now: u64, line: &[u8], sink: &mut Sink<'_>, hub: &mut H) {
+    fn line_done<H: Hub + ?Sized>(
+        &mut self,
+        now: u64,
+        line: &[u8],
+        sink: &mut Sink<'_>,
+        hub: &mut H,
+    ) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.len() > MAX_LINE {
             self.error(ErrorCode::LineTooLong, sink, hub);
@@ -455,7 +466,6 @@ pub fn turn_away<H: Hub + ?Sized>(mode: Mode, hub: &mut H) -> &'static [u8] {
         Mode::Echo => b"",
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -692,7 +702,10 @@ mod tests {
     #[test]
     fn invalid_utf8_is_reported() {
         let mut f = fixture();
-        f.recv(b"{\"location\":\"\xff\",\"temp\":1,\"hum\":1}\n", &error("invalid_utf8"));
+        f.recv(
+            b"{\"location\":\"\xff\",\"temp\":1,\"hum\":1}\n",
+            &error("invalid_utf8"),
+        );
         f.recv(PING, PONG);
     }
 
@@ -720,13 +733,22 @@ mod tests {
         let input = b"{\"cmd\":\"ping\"}\n{\"cmd\":\"ping\"}\n";
         let mut out = [0u8; 10];
         let p = f.conn.handle_input(0, input, &mut out, &mut hub);
-        assert_eq!(p, Progress { consumed: 15, written: 10 });
+        assert_eq!(
+            p,
+            Progress {
+                consumed: 15,
+                written: 10
+            }
+        );
         assert!(!f.conn.wants_input());
         assert!(f.conn.has_output());
         let mut out = [0u8; 64];
         let p = f.conn.handle_input(0, &input[15..], &mut out, &mut hub);
         assert_eq!(p.consumed, 15);
-        assert_eq!(&out[..p.written], &b",\"pong\":true}\n{\"ok\":true,\"pong\":true}\n"[..]);
+        assert_eq!(
+            &out[..p.written],
+            &b",\"pong\":true}\n{\"ok\":true,\"pong\":true}\n"[..]
+        );
         assert!(f.conn.wants_input());
     }
 
@@ -808,10 +830,7 @@ mod tests {
     fn a_full_latest_streams_through_a_small_window_unchanged() {
         let mut f = fixture();
         for i in 0..MAX_LOCATIONS {
-            let line = format!(
-                "{{\"location\":\"{:0>32}\",\"temp\":{i},\"hum\":{i}}}\n",
-                i
-            );
+            let line = format!("{{\"location\":\"{:0>32}\",\"temp\":{i},\"hum\":{i}}}\n", i);
             f.send(line.as_bytes());
         }
         let whole = f.send(b"{\"cmd\":\"latest\"}\n");

@@ -90,8 +90,14 @@ mod tests {
 
     #[test]
     fn only_field_errors_name_a_field() {
-        assert_eq!(ErrorCode::MissingField(Field::Hum).field(), Some(Field::Hum));
-        assert_eq!(ErrorCode::InvalidField(Field::Seq).field(), Some(Field::Seq));
+        assert_eq!(
+            ErrorCode::MissingField(Field::Hum).field(),
+            Some(Field::Hum)
+        );
+        assert_eq!(
+            ErrorCode::InvalidField(Field::Seq).field(),
+            Some(Field::Seq)
+        );
         assert_eq!(ErrorCode::Busy.field(), None);
         assert_eq!(ErrorCode::InvalidJson.field(), None);
     }

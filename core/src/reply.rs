@@ -103,7 +103,12 @@ fn finish_chunk(result: Result<(), usize>, offset: &mut usize) -> bool {
 }
 
 impl Walk {
-    fn write<H: Hub + ?Sized>(&mut self, offset: &mut usize, sink: &mut Sink<'_>, hub: &mut H) -> bool {
+    fn write<H: Hub + ?Sized>(
+        &mut self,
+        offset: &mut usize,
+        sink: &mut Sink<'_>,
+        hub: &mut H,
+    ) -> bool {
         if self.phase == Phase::Head {
             let r = sink.chunk(*offset, |s| s.put(b"{\"ok\":true,\"readings\":["));
             if !finish_chunk(r, offset) {
@@ -121,21 +126,25 @@ impl Walk {
                 self.partial = None;
                 self.first = false;
             }
-            let (at, cursor, partial, first) =
-                (self.at, &mut self.cursor, &mut self.partial, &mut self.first);
+            let (at, cursor, partial, first) = (
+                self.at,
+                &mut self.cursor,
+                &mut self.partial,
+                &mut self.first,
+            );
             let after = cursor.clone();
-            hub.visit_after(after.as_ref(), &mut |entry| {
-                match sink.chunk(0, |s| item(s, entry, at, *first)) {
-                    Ok(()) => {
-                        *cursor = Some(entry.location.clone());
-                        *first = false;
-                        true
-                    }
-                    Err(n) => {
-                        *partial = Some(entry.clone());
-                        *offset = n;
-                        false
-                    }
+            hub.visit_after(after.as_ref(), &mut |entry| match sink
+                .chunk(0, |s| item(s, entry, at, *first))
+            {
+                Ok(()) => {
+                    *cursor = Some(entry.location.clone());
+                    *first = false;
+                    true
+                }
+                Err(n) => {
+                    *partial = Some(entry.clone());
+                    *offset = n;
+                    false
                 }
             });
             if self.partial.is_some() {

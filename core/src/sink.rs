@@ -45,7 +45,11 @@ impl<'a> Sink<'a> {
     /// Renders one chunk, skipping its first `skip` bytes (already written
     /// earlier). `Ok` when the whole chunk is out, `Err(n)` with the number
     /// of the chunk's bytes out so far when the buffer filled up.
-    pub(crate) fn chunk(&mut self, skip: usize, render: impl FnOnce(&mut Self)) -> Result<(), usize> {
+    pub(crate) fn chunk(
+        &mut self,
+        skip: usize,
+        render: impl FnOnce(&mut Self),
+    ) -> Result<(), usize> {
         let mark = self.len;
         self.skip = skip;
         self.full = false;
