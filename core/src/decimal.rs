@@ -137,6 +137,11 @@ impl Decimal {
     }
 }
 
+/// True if `text` is exactly one JSON number (RFC 8259 grammar).
+pub(crate) fn is_number(text: &[u8]) -> bool {
+    scan(text).is_some()
+}
+
 /// Checks the grammar; returns (negative, end of mantissa, digits before the
 /// point, exponent clamped to ±EXP_CLAMP).
 fn scan(text: &[u8]) -> Option<(bool, usize, usize, i64)> {

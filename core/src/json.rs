@@ -21,7 +21,7 @@
 //! Strings are checked everywhere the same way: no raw control characters,
 //! only the escapes of RFC 8259, and no lone surrogate escapes (`"\ud800"`).
 
-use crate::decimal::Decimal;
+use crate::decimal::is_number;
 
 /// The line is not exactly one well-formed JSON object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,8 +92,21 @@ impl<'a> JsonStr<'a> {
         }
     }
 
+    /// True if the string has no escape: its text is its value.
+    fn is_plain(&self) -> bool {
+        !self.escaped.as_bytes().contains(&b'\\')
+    }
+
+    /// The string's value when it has no escape.
+    pub(crate) fn plain(&self) -> Option<&'a str> {
+        self.is_plain().then_some(self.escaped)
+    }
+
     /// True if the decoded string is `text`.
     pub(crate) fn is(&self, text: &str) -> bool {
+        if self.is_plain() {
+            return self.escaped == text;
+        }
         self.chars().eq(text.chars())
     }
 
@@ -103,6 +116,9 @@ impl<'a> JsonStr<'a> {
         &self,
         out: &mut heapless::String<N>,
     ) -> Result<(), Overflow> {
+        if self.is_plain() {
+            return out.push_str(self.escaped).map_err(|_| Overflow);
+        }
         self.chars()
             .try_for_each(|c| out.push(c))
             .map_err(|_| Overflow)
@@ -269,13 +285,18 @@ fn skip_ws(bytes: &[u8], mut at: usize) -> usize {
 }
 
 /// The end (just past the closing quote) of the string whose text starts at
-/// `at`, just after its opening quote.
+/// `at`, just after its opening quote. The line is valid UTF-8 already, so
+/// raw characters are skipped byte by byte (a multi-byte character has no
+/// byte below 0x80); only escapes are decoded, to check them.
 fn string_end(text: &str, mut at: usize) -> Result<usize, Invalid> {
+    let bytes = text.as_bytes();
     loop {
-        if text.as_bytes().get(at) == Some(&b'"') {
-            return Ok(at + 1);
+        match bytes.get(at) {
+            Some(b'"') => return Ok(at + 1),
+            Some(b'\\') => at = escape(bytes, at + 1)?.1,
+            Some(&b) if b >= 0x20 => at += 1,
+            _ => return Err(Invalid),
         }
-        at = next_char(text, at)?.1;
     }
 }
 
@@ -425,8 +446,11 @@ fn number_end(bytes: &[u8], at: usize) -> Result<usize, Invalid> {
         .iter()
         .take_while(|b| matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
         .count();
-    Decimal::parse(&rest[..len]).ok_or(Invalid)?;
-    Ok(at + len)
+    if is_number(&rest[..len]) {
+        Ok(at + len)
+    } else {
+        Err(Invalid)
+    }
 }
 
 #[cfg(test)]

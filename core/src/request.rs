@@ -7,7 +7,7 @@
 
 use crate::decimal::{parse_u32_literal, Decimal, Tenths};
 use crate::error::{ErrorCode, Field};
-use crate::json::{self, Value};
+use crate::json::{self, JsonStr, Value};
 use crate::limits::MAX_LOCATION;
 use crate::reading::{Location, Reading};
 
@@ -32,18 +32,13 @@ pub fn decode(line: &[u8]) -> Result<Request, ErrorCode> {
     let text = core::str::from_utf8(line).map_err(|_| ErrorCode::InvalidUtf8)?;
     let mut keys = Keys::default();
     json::scan_object(text, |key, value| {
-        let slot = if key.is("cmd") {
-            &mut keys.cmd
-        } else if key.is("location") {
-            &mut keys.location
-        } else if key.is("temp") {
-            &mut keys.temp
-        } else if key.is("hum") {
-            &mut keys.hum
-        } else if key.is("seq") {
-            &mut keys.seq
-        } else {
-            return;
+        let slot = match key_field(key) {
+            Some(Field::Cmd) => &mut keys.cmd,
+            Some(Field::Location) => &mut keys.location,
+            Some(Field::Temp) => &mut keys.temp,
+            Some(Field::Hum) => &mut keys.hum,
+            Some(Field::Seq) => &mut keys.seq,
+            None => return,
         };
         *slot = Some(value);
     })
@@ -51,6 +46,27 @@ pub fn decode(line: &[u8]) -> Result<Request, ErrorCode> {
     match keys.cmd {
         Some(cmd) => command(cmd, keys.location),
         None => reading(&keys),
+    }
+}
+
+/// The protocol's key that `key` names, if any. Keys are nearly always
+/// written without escapes: those are matched as bytes, in one step.
+fn key_field(key: JsonStr<'_>) -> Option<Field> {
+    const FIELDS: [Field; 5] = [
+        Field::Cmd,
+        Field::Location,
+        Field::Temp,
+        Field::Hum,
+        Field::Seq,
+    ];
+    match key.plain() {
+        Some("cmd") => Some(Field::Cmd),
+        Some("location") => Some(Field::Location),
+        Some("temp") => Some(Field::Temp),
+        Some("hum") => Some(Field::Hum),
+        Some("seq") => Some(Field::Seq),
+        Some(_) => None,
+        None => FIELDS.into_iter().find(|f| key.is(f.as_str())),
     }
 }
 

@@ -1,6 +1,8 @@
 //! Finding the server programs, building them first when needed.
 //!
-//! See the crate documentation for why a nested `cargo build` is used.
+//! See the crate documentation for why a nested `cargo build` is used. The
+//! firmware is a crate of its own workspace (`embedded/firmware`, target
+//! `thumbv7em-none-eabihf`), built by [`build_firmware`].
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -39,11 +41,27 @@ pub const TAP: Program = Program {
     binary: "envhub-tap",
 };
 
+/// The firmware for the Cortex-M4 board, an ELF for QEMU's `mps2-an386`
+/// (built with feature `semihosting`, so it reads its flags from QEMU).
+pub const FIRMWARE: Program = Program {
+    package: "envhub-firmware",
+    binary: "envhub-fw",
+};
+
+/// The firmware crate's target: its ELF is
+/// `<target dir>/thumbv7em-none-eabihf/release/envhub-fw`.
+const FIRMWARE_TARGET: &str = "thumbv7em-none-eabihf";
+
 /// Locates `program`, building its package once per test process.
 pub fn locate(program: Program) -> &'static Located {
     static HOST_BIN: OnceLock<Located> = OnceLock::new();
     static TAP_BIN: OnceLock<Located> = OnceLock::new();
-    let cell = if program == HOST { &HOST_BIN } else { &TAP_BIN };
+    static FIRMWARE_BIN: OnceLock<Located> = OnceLock::new();
+    let cell = match program {
+        HOST => &HOST_BIN,
+        TAP => &TAP_BIN,
+        _ => &FIRMWARE_BIN,
+    };
     cell.get_or_init(|| find(program))
 }
 
@@ -60,7 +78,11 @@ fn find(program: Program) -> Located {
             ))
         };
     }
-    build(program)
+    if program == FIRMWARE {
+        build_firmware()
+    } else {
+        build(program)
+    }
 }
 
 /// Runs `cargo build -p PACKAGE --bins` in the workspace, with the profile of
@@ -118,6 +140,77 @@ fn build(program: Program) -> Located {
         "package {} has no binary {} (yet)",
         program.package, program.binary
     ))
+}
+
+/// Runs `cargo build --release --features semihosting` in
+/// `embedded/firmware`, a workspace of its own whose `.cargo/config.toml`
+/// (read from the working directory) selects the target and flip-link as
+/// the linker. Its target directory is `<workspace target dir>/firmware`,
+/// so plain builds of `embedded/firmware/ci.sh` (which use the same
+/// subdirectory of *their* target directory, if any) never overwrite the
+/// semihosting ELF used here.
+fn build_firmware() -> Located {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../embedded/firmware");
+    let target_dir = workspace_target_dir().join("firmware");
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&dir)
+        .args(["build", "--release", "--features", "semihosting"])
+        .args(["--quiet", "--message-format=json-render-diagnostics"])
+        .env("CARGO_TARGET_DIR", &target_dir);
+    // Settings meant for the host build would override the firmware's
+    // `.cargo/config.toml` (its target and `-Tlink.x`).
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_BUILD_TARGET_DIR",
+    ] {
+        cmd.env_remove(var);
+    }
+    let output = match cmd.output() {
+        Ok(output) => output,
+        Err(e) => return Located::BuildFailed(format!("cannot run cargo: {e}")),
+    };
+    if !output.status.success() {
+        return Located::BuildFailed(format!(
+            "building the firmware (`cargo build --release --features semihosting` in {}) \
+             failed ({}); `embedded/firmware/ci.sh build` installs the target and flip-link:\n{}",
+            dir.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let elf = target_dir
+        .join(FIRMWARE_TARGET)
+        .join("release")
+        .join(FIRMWARE.binary);
+    if elf.is_file() {
+        Located::Found(elf)
+    } else {
+        Located::BuildFailed(format!(
+            "the firmware built, but there is no {}",
+            elf.display()
+        ))
+    }
+}
+
+/// The workspace's target directory, from where this test executable is
+/// (`<target dir>[/<triple>]/<profile>/deps/<test>`): the nearest ancestor
+/// holding cargo's `CACHEDIR.TAG`; else `$CARGO_TARGET_DIR`, else
+/// `<workspace>/target`.
+fn workspace_target_dir() -> PathBuf {
+    let from_exe = env::current_exe().ok().and_then(|exe| {
+        exe.ancestors()
+            .skip(2) // the executable and `deps`
+            .take(3)
+            .find(|dir| dir.join("CACHEDIR.TAG").is_file())
+            .map(Path::to_path_buf)
+    });
+    from_exe
+        .or_else(|| env::var_os("CARGO_TARGET_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
 }
 
 /// The name of the output directory this test runs from

@@ -24,10 +24,22 @@
 //!   can leave it. Clients connect from a thread that entered the namespace.
 //!   Needs root and `/dev/net/tun`; without them the test prints a
 //!   `SKIPPED` line and passes, unless `ENVHUB_REQUIRE_ALL=1`.
-//! - The firmware in QEMU is to come: add a variant to [`Shell`], a start
-//!   function in [`server`], and its name to the default list in
-//!   [`e2e_tests!`]. Tests that cannot apply to every shell name their
-//!   shells explicitly with `#[shells(...)]` and say why (signals, GBK).
+//! - `firmware`: the Cortex-M4 firmware `envhub-fw` (`embedded/firmware`,
+//!   built with feature `semihosting`) in `qemu-system-arm -M mps2-an386`,
+//!   started with `ip netns exec` in a namespace like TAP's, its NIC
+//!   attached to `tap0`; its flags (`--port 8080 --max-clients N
+//!   --idle-timeout SECS --mode M`, defaults 8 and 300) go on the
+//!   semihosting command line. Ready when the UART (QEMU's stdout) says
+//!   `listening on 192.168.69.1:8080`. It has no graceful shutdown: QEMU is
+//!   killed. At most [`qemu::AT_ONCE`] QEMUs run at once per test process.
+//!   Needs what TAP needs and `qemu-system-arm`; the firmware build needs
+//!   the `thumbv7em-none-eabihf` target and `flip-link`
+//!   (`embedded/firmware/ci.sh build` installs both).
+//!
+//! Tests that cannot apply to every shell name their shells explicitly with
+//! `#[shells(...)]` and say why (signals, GBK). Tests that want more clients
+//! at once than a shell serves ([`Shell::max_clients`]: 8 for the firmware)
+//! take turns instead.
 //!
 //! ## Finding the server programs
 //!
@@ -36,13 +48,17 @@
 //! process (a `OnceLock` per program), the harness runs
 //! `$CARGO build -p envhub-host --bins` (and `-p envhub-embedded` for TAP)
 //! with the profile of the running test executable, and takes the binary's
-//! path from cargo's `--message-format=json` output. This was tried for real
+//! path from cargo's `--message-format=json` output. The firmware is built
+//! with `cargo build --release --features semihosting` in
+//! `embedded/firmware` (a workspace of its own), into
+//! `<target dir>/firmware`. This was tried for real
 //! with `cargo test --workspace` on a clean target directory: cargo releases
 //! its build-directory lock before it runs the test executables, so the
 //! nested build does not deadlock. The first run compiles the servers
 //! (inside the first test that needs them); later runs cost a no-op check,
 //! ~0.2 s per test executable. `ENVHUB_BIN_DIR=/path` uses the programs in that
-//! directory instead and builds nothing.
+//! directory instead (`envhub`, `envhub-tap`, and `envhub-fw`, the
+//! semihosting firmware ELF) and builds nothing.
 //!
 //! ## Rules the suite keeps
 //!
@@ -53,6 +69,7 @@
 pub mod binaries;
 pub mod client;
 pub mod netns;
+pub mod qemu;
 pub mod reply;
 pub mod server;
 pub mod shell;
@@ -84,17 +101,19 @@ pub use shell::{run, Shell};
 /// ```
 ///
 /// Each function gets a module of the same name holding one `#[test]` per
-/// shell (`ping::host`, `ping::tap`), so a failure names the shell. The
+/// shell (`ping::host`, `ping::tap`, `ping::firmware`), so a failure names
+/// the shell. The
 /// bodies are plain functions, so rustfmt and clippy see them, and a
 /// function left out of the list is dead code, which clippy reports.
-/// Without `#[shells(...)]` a test runs on every shell (host, tap).
+/// Without `#[shells(...)]` a test runs on every shell (host, tap,
+/// firmware).
 #[macro_export]
 macro_rules! e2e_tests {
     (#[shells $shells:tt] $($name:ident),+ $(,)?) => {
         $( $crate::e2e_tests!(@one $shells $name); )+
     };
     ($($name:ident),+ $(,)?) => {
-        $crate::e2e_tests!(#[shells(host, tap)] $($name),+);
+        $crate::e2e_tests!(#[shells(host, tap, firmware)] $($name),+);
     };
     (@one ($($shell:ident),+ $(,)?) $name:ident) => {
         mod $name {

@@ -12,10 +12,17 @@ use nix::unistd::Pid;
 
 use crate::client::Client;
 use crate::netns::{self, Netns};
+use crate::qemu;
 use crate::shell::Shell;
 
-/// The port `envhub-tap` listens on inside its namespace.
+/// The port `envhub-tap` and the firmware listen on inside their namespace.
 pub const TAP_PORT: u16 = 8080;
+
+/// The firmware's `--max-clients` when a test sets none: all its slots.
+const FIRMWARE_MAX_CLIENTS: u32 = 8;
+/// The firmware's `--idle-timeout` when a test sets none (the protocol's
+/// default).
+const FIRMWARE_IDLE_TIMEOUT_SECS: u64 = 300;
 
 /// How long a server may take to start listening before the test fails.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -86,6 +93,29 @@ impl Opts {
         args.extend(self.args.iter().cloned());
         args
     }
+
+    /// The firmware's flags: every one of the contract given, defaults
+    /// included, then the extra arguments.
+    fn to_firmware_args(&self) -> Vec<String> {
+        let mode = match self.mode {
+            Mode::Sensor => "sensor",
+            Mode::Echo => "echo",
+        };
+        let mut args = vec![
+            "--port".to_owned(),
+            TAP_PORT.to_string(),
+            "--max-clients".to_owned(),
+            self.max_clients.unwrap_or(FIRMWARE_MAX_CLIENTS).to_string(),
+            "--idle-timeout".to_owned(),
+            self.idle_timeout_secs
+                .unwrap_or(FIRMWARE_IDLE_TIMEOUT_SECS)
+                .to_string(),
+            "--mode".to_owned(),
+            mode.to_owned(),
+        ];
+        args.extend(self.args.iter().cloned());
+        args
+    }
 }
 
 /// A running server; killed (and its namespace deleted) on drop, also when
@@ -100,6 +130,9 @@ pub struct Server {
     exited: Option<ExitStatus>,
     /// Dropped after the child is gone.
     netns: Option<Netns>,
+    /// The firmware's turn to run QEMU; dropped last, once QEMU and its
+    /// namespace are gone.
+    _qemu: Option<qemu::Permit>,
 }
 
 impl Server {
@@ -108,6 +141,7 @@ impl Server {
         match shell {
             Shell::Host => Self::start_host(opts),
             Shell::Tap => Self::start_tap(opts),
+            Shell::Firmware => Self::start_firmware(opts),
         }
     }
 
@@ -129,6 +163,7 @@ impl Server {
             log,
             exited: None,
             netns: None,
+            _qemu: None,
         };
         match listening.recv_timeout(START_TIMEOUT) {
             Ok(text) => match text.trim().parse::<SocketAddr>() {
@@ -158,6 +193,7 @@ impl Server {
             log,
             exited: None,
             netns: Some(ns),
+            _qemu: None,
         };
         // Ready once the program holds the TAP device; the first connect
         // retries while its sockets come up. (A probe connection would take
@@ -171,6 +207,49 @@ impl Server {
                 server.fail("did not open the TAP device");
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    /// Boots the firmware in QEMU, in a fresh namespace whose `tap0` QEMU
+    /// attaches to (the firmware owns 192.168.69.1), and waits for its
+    /// `listening on 192.168.69.1:8080` line on the UART.
+    fn start_firmware(opts: Opts) -> Server {
+        let elf = Shell::Firmware.binary();
+        let permit = qemu::Permit::acquire();
+        let ns = Netns::create();
+        let qemu = qemu::command(elf, netns::TAP_DEV, &opts.to_firmware_args());
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns.name()])
+            .args(qemu::argv(&qemu));
+        let (child, log, listening) = spawn(cmd);
+        let addr = SocketAddrV4::new(netns::SERVER_IP, TAP_PORT);
+        let mut server = Server {
+            shell: Shell::Firmware,
+            child,
+            addr: SocketAddr::V4(addr),
+            log,
+            exited: None,
+            netns: Some(ns),
+            _qemu: Some(permit),
+        };
+        // The first connect still retries while ARP and the LAN9118 settle.
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            match listening.recv_timeout(Duration::from_millis(50)) {
+                Ok(text) if text.trim() == addr.to_string() => break,
+                Ok(text) => server.fail(&format!("listens on {text}, not on {addr}")),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    server.fail("closed its output before `listening on ADDR`")
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            if server.has_exited() {
+                server.fail("exited before `listening on ADDR`");
+            }
+            if Instant::now() >= deadline {
+                server.fail("never printed `listening on ADDR`");
+            }
         }
         server
     }

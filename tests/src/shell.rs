@@ -18,6 +18,10 @@ pub enum Shell {
     /// `envhub-tap`: the smoltcp server on a TAP device in a network
     /// namespace of its own.
     Tap,
+    /// `envhub-fw`: the firmware for the Cortex-M4 board, in QEMU
+    /// (`mps2-an386`) whose NIC is a TAP device in a network namespace of
+    /// its own.
+    Firmware,
 }
 
 impl Shell {
@@ -26,6 +30,7 @@ impl Shell {
         match self {
             Shell::Host => "host",
             Shell::Tap => "tap",
+            Shell::Firmware => "firmware",
         }
     }
 
@@ -34,6 +39,7 @@ impl Shell {
         match name {
             "host" => Some(Shell::Host),
             "tap" => Some(Shell::Tap),
+            "firmware" => Some(Shell::Firmware),
             _ => None,
         }
     }
@@ -43,6 +49,7 @@ impl Shell {
         match self {
             Shell::Host => binaries::HOST,
             Shell::Tap => binaries::TAP,
+            Shell::Firmware => binaries::FIRMWARE,
         }
     }
 
@@ -55,19 +62,36 @@ impl Shell {
         match self {
             Shell::Host => Duration::ZERO,
             Shell::Tap => Duration::from_millis(100),
+            Shell::Firmware => Duration::from_millis(200),
+        }
+    }
+
+    /// How many clients the server serves at once with default options
+    /// (`--max-clients` left out): the protocol's connection limit. Tests
+    /// that want more connections open at once than this take turns.
+    pub fn max_clients(self) -> usize {
+        match self {
+            Shell::Host => 1024,
+            Shell::Tap => 64,
+            Shell::Firmware => 8,
         }
     }
 
     /// `Ok(program path)` when the shell can run here, else why not.
     fn availability(self) -> Result<&'static Path, String> {
+        if self == Shell::Firmware {
+            // Checked first: without QEMU there is no point in building.
+            tap_ok()?;
+            static QEMU_OK: OnceLock<Result<(), String>> = OnceLock::new();
+            QEMU_OK.get_or_init(qemu_prerequisite).clone()?;
+        }
         let path = match binaries::locate(self.program()) {
             Located::Found(path) => path.as_path(),
             Located::Missing(why) => return Err(why.clone()),
             Located::BuildFailed(why) => panic!("{why}"),
         };
         if self == Shell::Tap {
-            static TAP_OK: OnceLock<Result<(), String>> = OnceLock::new();
-            TAP_OK.get_or_init(tap_prerequisites).clone()?;
+            tap_ok()?;
         }
         Ok(path)
     }
@@ -112,6 +136,27 @@ fn tap_prerequisites() -> Result<(), String> {
         Err(e) => return Err(format!("cannot run `ip` (iproute2): {e}")),
     }
     crate::netns::Netns::probe()
+}
+
+/// [`tap_prerequisites`], checked once per test process.
+fn tap_ok() -> Result<(), String> {
+    static TAP_OK: OnceLock<Result<(), String>> = OnceLock::new();
+    TAP_OK.get_or_init(tap_prerequisites).clone()
+}
+
+/// `qemu-system-arm` on `PATH`: what a firmware test needs besides
+/// [`tap_prerequisites`].
+fn qemu_prerequisite() -> Result<(), String> {
+    let qemu = Command::new("qemu-system-arm")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    match qemu {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => Err(format!("`qemu-system-arm --version` failed: {status}")),
+        Err(e) => Err(format!("cannot run `qemu-system-arm`: {e}")),
+    }
 }
 
 /// True when `ENVHUB_SHELLS` (a comma-separated list, default all) selects

@@ -1,22 +1,34 @@
 //! Many connections: concurrency, the connection limit, the idle timeout,
 //! and a client that never reads.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use envhub_tests::*;
 
 const PING: &str = r#"{"cmd":"ping"}"#;
 
-/// 40 clients × 50 readings at once, then exact counts.
+/// 40 clients × 50 readings, as many at once as the shell serves (all 40
+/// on host and TAP, 8 at a time on the firmware), then exact counts.
 fn concurrent_clients(shell: Shell) {
     const THREADS: usize = 40;
     const READINGS: u64 = 50;
+    let at_once = THREADS.min(shell.max_clients());
     let server = Server::start(shell, Opts::default());
+    // Each worker runs clients one after another, taking the next number;
+    // a client says `bye` and waits for the close, so the server has
+    // counted it gone before the worker's next client connects.
+    let next = AtomicUsize::new(0);
     std::thread::scope(|s| {
         let server = &server;
-        let handles: Vec<_> = (0..THREADS)
-            .map(|t| {
-                s.spawn(move || {
+        let next = &next;
+        let handles: Vec<_> = (0..at_once)
+            .map(|_| {
+                s.spawn(move || loop {
+                    let t = next.fetch_add(1, Ordering::Relaxed);
+                    if t >= THREADS {
+                        break;
+                    }
                     let mut c = server.connect();
                     let location = format!("c{t:02}");
                     let request = |i: u64| {
@@ -33,11 +45,9 @@ fn concurrent_clients(shell: Shell) {
                             Some(i),
                         )
                     };
-                    if t % 2 == 0 {
-                        for i in 0..READINGS {
-                            c.expect(request(i), reply(i));
-                        }
-                    } else {
+                    // Odd clients pipeline in batches of ten, even ones
+                    // wait for each reply.
+                    if t % 2 == 1 {
                         for batch in (0..READINGS).collect::<Vec<_>>().chunks(10) {
                             let lines: String = batch.iter().map(|&i| request(i) + "\n").collect();
                             c.send(lines);
@@ -45,13 +55,19 @@ fn concurrent_clients(shell: Shell) {
                                 assert_eq!(c.recv_line(), reply(i), "client {t}");
                             }
                         }
+                    } else {
+                        for i in 0..READINGS {
+                            c.expect(request(i), reply(i));
+                        }
                     }
+                    c.expect(r#"{"cmd":"bye"}"#, BYE);
+                    assert_eq!(c.recv_closed(), Closed::Eof, "client {t}");
                 })
             })
             .collect();
-        for (t, h) in handles.into_iter().enumerate() {
+        for (w, h) in handles.into_iter().enumerate() {
             if h.join().is_err() {
-                panic!("client thread {t} failed");
+                panic!("client worker {w} failed");
             }
         }
     });
