@@ -144,8 +144,9 @@ fn tap_ok() -> Result<(), String> {
     TAP_OK.get_or_init(tap_prerequisites).clone()
 }
 
-/// `qemu-system-arm` on `PATH`: what a firmware test needs besides
-/// [`tap_prerequisites`].
+/// `qemu-system-arm` on `PATH`, the `thumbv7em-none-eabihf` target and
+/// `flip-link`: what a firmware test needs besides [`tap_prerequisites`].
+/// (`embedded/firmware/ci.sh build` installs the last two.)
 fn qemu_prerequisite() -> Result<(), String> {
     let qemu = Command::new("qemu-system-arm")
         .arg("--version")
@@ -153,9 +154,34 @@ fn qemu_prerequisite() -> Result<(), String> {
         .stderr(Stdio::null())
         .status();
     match qemu {
-        Ok(status) if status.success() => Ok(()),
-        Ok(status) => Err(format!("`qemu-system-arm --version` failed: {status}")),
-        Err(e) => Err(format!("cannot run `qemu-system-arm`: {e}")),
+        Ok(status) if status.success() => {}
+        Ok(status) => return Err(format!("`qemu-system-arm --version` failed: {status}")),
+        Err(e) => return Err(format!("cannot run `qemu-system-arm`: {e}")),
+    }
+    let on_path = |name: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(name).is_file()))
+    };
+    if !on_path("flip-link") {
+        return Err("`flip-link` is not on PATH (`cargo install flip-link`)".into());
+    }
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let libdir = Command::new(rustc)
+        .args([
+            "--print",
+            "target-libdir",
+            "--target",
+            "thumbv7em-none-eabihf",
+        ])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    match libdir {
+        Some(dir) if Path::new(&dir).is_dir() => Ok(()),
+        _ => Err("the thumbv7em-none-eabihf target is not installed \
+             (`rustup target add thumbv7em-none-eabihf`)"
+            .into()),
     }
 }
 
