@@ -305,6 +305,11 @@ fn string_end(text: &str, mut at: usize) -> Result<usize, Invalid> {
 /// member of that object, in order (so the last of duplicate keys comes
 /// last). `Err` if anything in the line breaks the grammar; members may have
 /// been reported before the error was found.
+///
+/// The top-level object is read by a straight loop (key, colon, value,
+/// comma or end), the shape of nearly every request; only a nested
+/// container value goes through the general state machine of
+/// [`container_end`].
 pub(crate) fn scan_object<'a>(
     line: &'a str,
     mut member: impl FnMut(JsonStr<'a>, Value<'a>),
@@ -315,15 +320,73 @@ pub(crate) fn scan_object<'a>(
     if bytes.get(at) != Some(&b'{') {
         return Err(Invalid);
     }
-    at += 1;
+    at = skip_ws(bytes, at + 1);
+    if bytes.get(at) == Some(&b'}') {
+        at += 1;
+    } else {
+        loop {
+            if bytes.get(at) != Some(&b'"') {
+                return Err(Invalid);
+            }
+            let key_end = string_end(line, at + 1)?;
+            let key = JsonStr {
+                escaped: slice(at + 1, key_end - 1)?,
+            };
+            at = skip_ws(bytes, key_end);
+            if bytes.get(at) != Some(&b':') {
+                return Err(Invalid);
+            }
+            at = skip_ws(bytes, at + 1);
+            let (kind, value_end) = value_end(line, at)?;
+            member(
+                key,
+                Value {
+                    kind,
+                    raw: slice(at, value_end)?,
+                },
+            );
+            at = skip_ws(bytes, value_end);
+            match bytes.get(at) {
+                Some(b',') => at = skip_ws(bytes, at + 1),
+                Some(b'}') => {
+                    at += 1;
+                    break;
+                }
+                _ => return Err(Invalid),
+            }
+        }
+    }
+    if skip_ws(bytes, at) == bytes.len() {
+        Ok(())
+    } else {
+        Err(Invalid)
+    }
+}
+
+/// The kind and the end of the value that starts at `at` (no whitespace
+/// before it).
+fn value_end(line: &str, at: usize) -> Result<(Kind, usize), Invalid> {
+    let bytes = line.as_bytes();
+    match *bytes.get(at).ok_or(Invalid)? {
+        b'"' => Ok((Kind::String, string_end(line, at + 1)?)),
+        b'-' | b'0'..=b'9' => Ok((Kind::Number, number_end(bytes, at)?)),
+        b't' => Ok((Kind::True, literal(bytes, at, b"true")?)),
+        b'f' => Ok((Kind::False, literal(bytes, at, b"false")?)),
+        b'n' => Ok((Kind::Null, literal(bytes, at, b"null")?)),
+        b'{' => Ok((Kind::Object, container_end(line, at)?)),
+        b'[' => Ok((Kind::Array, container_end(line, at)?)),
+        _ => Err(Invalid),
+    }
+}
+
+/// The end (just past its closing bracket) of the object or array that
+/// starts at `at`, checking everything inside at any depth that fits in a
+/// line, with no recursion.
+fn container_end(line: &str, mut at: usize) -> Result<usize, Invalid> {
+    let bytes = line.as_bytes();
     let mut nesting = Nesting::new();
-    nesting.push(true)?;
-    let mut expect = Expect::KeyOrEnd;
-    // The key of the top-level member being read, and where its value
-    // starts when that value is a container.
-    let mut key = JsonStr { escaped: "" };
-    let mut start = 0;
-    while nesting.depth > 0 {
+    let mut expect = Expect::Value;
+    loop {
         at = skip_ws(bytes, at);
         let b = *bytes.get(at).ok_or(Invalid)?;
         match (expect, b) {
@@ -335,26 +398,13 @@ pub(crate) fn scan_object<'a>(
                 }
                 nesting.pop();
                 at += 1;
-                expect = Expect::CommaOrEnd;
-                if nesting.depth == 1 {
-                    let kind = if b == b'}' { Kind::Object } else { Kind::Array };
-                    member(
-                        key,
-                        Value {
-                            kind,
-                            raw: slice(start, at)?,
-                        },
-                    );
+                if nesting.depth == 0 {
+                    return Ok(at);
                 }
+                expect = Expect::CommaOrEnd;
             }
             (Expect::KeyOrEnd | Expect::Key, b'"') => {
-                let end = string_end(line, at + 1)?;
-                if nesting.depth == 1 {
-                    key = JsonStr {
-                        escaped: slice(at + 1, end - 1)?,
-                    };
-                }
-                at = end;
+                at = string_end(line, at + 1)?;
                 expect = Expect::Colon;
             }
             (Expect::Colon, b':') => {
@@ -369,62 +419,21 @@ pub(crate) fn scan_object<'a>(
                     Expect::Value
                 };
             }
-            (Expect::Value | Expect::ValueOrEnd, _) => {
-                let from = at;
-                let kind = match b {
-                    b'{' | b'[' => {
-                        if nesting.depth == 1 {
-                            start = from;
-                        }
-                        nesting.push(b == b'{')?;
-                        at += 1;
-                        expect = if b == b'{' {
-                            Expect::KeyOrEnd
-                        } else {
-                            Expect::ValueOrEnd
-                        };
-                        continue;
-                    }
-                    b'"' => {
-                        at = string_end(line, at + 1)?;
-                        Kind::String
-                    }
-                    b't' => {
-                        at = literal(bytes, at, b"true")?;
-                        Kind::True
-                    }
-                    b'f' => {
-                        at = literal(bytes, at, b"false")?;
-                        Kind::False
-                    }
-                    b'n' => {
-                        at = literal(bytes, at, b"null")?;
-                        Kind::Null
-                    }
-                    b'-' | b'0'..=b'9' => {
-                        at = number_end(bytes, at)?;
-                        Kind::Number
-                    }
-                    _ => return Err(Invalid),
+            (Expect::Value | Expect::ValueOrEnd, b'{' | b'[') => {
+                nesting.push(b == b'{')?;
+                at += 1;
+                expect = if b == b'{' {
+                    Expect::KeyOrEnd
+                } else {
+                    Expect::ValueOrEnd
                 };
+            }
+            (Expect::Value | Expect::ValueOrEnd, _) => {
+                at = value_end(line, at)?.1;
                 expect = Expect::CommaOrEnd;
-                if nesting.depth == 1 {
-                    member(
-                        key,
-                        Value {
-                            kind,
-                            raw: slice(from, at)?,
-                        },
-                    );
-                }
             }
             _ => return Err(Invalid),
         }
-    }
-    if skip_ws(bytes, at) == bytes.len() {
-        Ok(())
-    } else {
-        Err(Invalid)
     }
 }
 
