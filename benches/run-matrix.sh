@@ -50,16 +50,8 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$need" ]; then
 fi
 
 # ---- server control -----------------------------------------------------
-SERVER_PID=
-stop_server() {
-    if [ -n "$SERVER_PID" ]; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-        SERVER_PID=
-    fi
-}
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
 LOAD_PID=
 cleanup() {
     if [ -n "$LOAD_PID" ]; then kill "$LOAD_PID" 2>/dev/null || true; fi
@@ -94,80 +86,14 @@ start_server() {
     exit 1
 }
 
-# CPU ticks (utime+stime, dead threads included) of the server.
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat"; }
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$SERVER_PID/status"; }
-threads() { awk '/^Threads:/ { print $2 }' "/proc/$SERVER_PID/status"; }
-field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
-
-# Idle percentage of all CPUs over half a second.
-idle_pct() {
-    local u n s i w x y z t1 i1
-    read -r _ u n s i w x y z _ </proc/stat
-    t1=$((u + n + s + i + w + x + y + z)); i1=$((i + w))
-    sleep 0.5
-    read -r _ u n s i w x y z _ </proc/stat
-    echo $(( 100 * (i + w - i1) / (u + n + s + i + w + x + y + z - t1 + 1) ))
-}
-# Other work on the two cores skews everything: wait (at most QUIET_WAIT
-# seconds) until they are idle, and count the runs started without that.
-QUIET_WAIT=${QUIET_WAIT:-60}
-BUSY_RUNS=0
-wait_quiet() {
-    local deadline=$((SECONDS + QUIET_WAIT))
-    while [ "$(idle_pct)" -lt 90 ]; do
-        if [ "$SECONDS" -ge "$deadline" ]; then
-            echo "  warning: the machine is busy; measuring anyway" >&2
-            BUSY_RUNS=$((BUSY_RUNS + 1))
-            return 0
-        fi
-    done
-}
+# envhub-load reaches every server here at ADDR (set by start_server).
+load_args() { printf '%s\n' --addr "$ADDR"; }
 
 # A quiet machine is worth checking: other work on the two cores skews all.
 busy=$(awk '{ print $1 }' /proc/loadavg)
 echo "load average before the run: $busy" >&2
 
-declare -A RPS P50 P99 ERR CPU
-for server in $SERVERS; do
-    start_server "$server"
-    for point in $POINTS; do
-        c=${point%x*}
-        d=${point#*x}
-        echo "  $server $point ..." >&2
-        runs=
-        for r in $(seq "$REPEAT"); do
-            wait_quiet
-            t0=$(cpu_ticks)
-            one=$(taskset -c "$LOAD_CPU" "$BIN/envhub-load" --addr "$ADDR" -c "$c" -d "$d" \
-                --duration "$DURATION" --warmup "$WARMUP" 2>"$LOG/load-$server-$point-$r.err" \
-                | grep '^SUMMARY' || true)
-            t1=$(cpu_ticks)
-            [ -n "$one" ] && runs+="$(field rps "$one") $((t1 - t0)) $one"$'\n'
-        done
-        # The run of median req/s, with the server CPU ticks it took.
-        n=$(grep -c . <<<"$runs" || true)
-        pick=$(sort -n <<<"$runs" | grep . | sed -n "$(( (n + 1) / 2 ))p" || true)
-        line=${pick#* * }
-        ticks=$(cut -d" " -f2 <<<"$pick")
-        if [ -z "$line" ]; then
-            RPS[$server,$point]=failed; P50[$server,$point]=-; P99[$server,$point]=-
-            ERR[$server,$point]=-; CPU[$server,$point]=-
-            continue
-        fi
-        RPS[$server,$point]=$(field rps "$line" | cut -d. -f1)
-        P50[$server,$point]=$(field p50_us "$line")
-        P99[$server,$point]=$(field p99_us "$line")
-        # Errors of every run, and runs that printed no summary at all.
-        ERR[$server,$point]=$(awk -v want="$REPEAT" '/errors=/ { sub(/.* errors=/, ""); e += $1; n++ }
-            END { printf "%d", e; if (n < want) printf " (%d runs failed)", want - n }' <<<"$runs")
-        # CPU over the whole run, per correct reply of the whole run.
-        reqs=$(field total "$line")
-        CPU[$server,$point]=$(awk -v t="$ticks" -v n="$reqs" \
-            'BEGIN { if (n > 0) printf "%.2f", t * 10000 / n; else print "-" }')
-    done
-    stop_server
-done
+run_points
 
 declare -A BASE HELD PER THR
 for server in $SERVERS; do
@@ -202,16 +128,7 @@ for server in $SERVERS; do
 done
 
 # ---- report -------------------------------------------------------------
-echo
-echo "### Throughput and latency ($DURATION s per point after ${WARMUP} s warm-up; server on CPU $SERVER_CPU, load on CPU $LOAD_CPU; loopback)"
-echo
-echo "| C x D | server | req/s | p50 µs | p99 µs | server CPU µs/req | errors |"
-echo "|---|---|---:|---:|---:|---:|---:|"
-for point in $POINTS; do
-    for server in $SERVERS; do
-        echo "| $point | $server | ${RPS[$server,$point]} | ${P50[$server,$point]} | ${P99[$server,$point]} | ${CPU[$server,$point]} | ${ERR[$server,$point]} |"
-    done
-done
+print_points "Throughput and latency ($DURATION s per point after ${WARMUP} s warm-up; server on CPU $SERVER_CPU, load on CPU $LOAD_CPU; loopback)"
 echo
 echo "### Memory per idle connection ($HOLD connections, each served one ping)"
 echo
@@ -220,9 +137,4 @@ echo "|---|---:|---:|---:|---:|"
 for server in $SERVERS; do
     echo "| $server | ${BASE[$server]} | ${HELD[$server]} | ${THR[$server]} | ${PER[$server]} |"
 done
-echo
-if [ "$BUSY_RUNS" -gt 0 ]; then
-    echo "**$BUSY_RUNS runs started while the CPUs were less than 90 % idle: their figures are suspect.**"
-    echo
-fi
-echo "(logs: $LOG)"
+print_footer

@@ -47,16 +47,8 @@ echo "building (release) ..." >&2
     --bin envhub-tap --bin envhub-load) >&2
 cargo build --release --quiet --manifest-path "$ROOT/benches/smoltcp-ack/Cargo.toml" >&2
 
-SERVER_PID=
-stop_server() {
-    if [ -n "$SERVER_PID" ]; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-        SERVER_PID=
-    fi
-}
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
 cleanup() {
     stop_server
     ip netns del "$NS" 2>/dev/null || true
@@ -95,90 +87,17 @@ start_server() {
     exit 1
 }
 
-mode_of() { case $1 in tap) echo sensor ;; tap-echo) echo echo ;; ack) echo ack ;; esac; }
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat"; }
-field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
-
-# Idle percentage of all CPUs over half a second.
-idle_pct() {
-    local u n s i w x y z t1 i1
-    read -r _ u n s i w x y z _ </proc/stat
-    t1=$((u + n + s + i + w + x + y + z)); i1=$((i + w))
-    sleep 0.5
-    read -r _ u n s i w x y z _ </proc/stat
-    echo $(( 100 * (i + w - i1) / (u + n + s + i + w + x + y + z - t1 + 1) ))
+# envhub-load enters the namespace; the mode says what replies to expect.
+load_args() {
+    printf '%s\n' --netns "$NS" --allow-netns-addr --addr "$SERVER_IP:$PORT" --mode
+    case $1 in tap) echo sensor ;; tap-echo) echo echo ;; ack) echo ack ;; esac
 }
-# Other work on the two cores skews everything: wait (at most QUIET_WAIT
-# seconds) until they are idle, and count the runs started without that.
-QUIET_WAIT=${QUIET_WAIT:-60}
-BUSY_RUNS=0
-wait_quiet() {
-    local deadline=$((SECONDS + QUIET_WAIT))
-    while [ "$(idle_pct)" -lt 90 ]; do
-        if [ "$SECONDS" -ge "$deadline" ]; then
-            echo "  warning: the machine is busy; measuring anyway" >&2
-            BUSY_RUNS=$((BUSY_RUNS + 1))
-            return 0
-        fi
-    done
-}
+# Let closing connections leave the slots before the next point.
+settle() { sleep 0.5; }
+AFTER_POINT=settle
 
 echo "load average before the run: $(awk '{ print $1 }' /proc/loadavg)" >&2
-declare -A RPS P50 P99 ERR CPU
-for server in $SERVERS; do
-    start_server "$server"
-    for point in $POINTS; do
-        c=${point%x*}
-        d=${point#*x}
-        echo "  $server $point ..." >&2
-        runs=
-        for r in $(seq "$REPEAT"); do
-            wait_quiet
-            t0=$(cpu_ticks)
-            one=$(taskset -c "$LOAD_CPU" "$BIN/envhub-load" --netns "$NS" --allow-netns-addr \
-                --addr "$SERVER_IP:$PORT" --mode "$(mode_of "$server")" -c "$c" -d "$d" \
-                --duration "$DURATION" --warmup "$WARMUP" 2>"$LOG/load-$server-$point-$r.err" \
-                | grep '^SUMMARY' || true)
-            t1=$(cpu_ticks)
-            [ -n "$one" ] && runs+="$(field rps "$one") $((t1 - t0)) $one"$'\n'
-        done
-        # The run of median req/s, with the server CPU ticks it took.
-        n=$(grep -c . <<<"$runs" || true)
-        pick=$(sort -n <<<"$runs" | grep . | sed -n "$(( (n + 1) / 2 ))p" || true)
-        line=${pick#* * }
-        ticks=$(cut -d" " -f2 <<<"$pick")
-        if [ -z "$line" ]; then
-            RPS[$server,$point]=failed; P50[$server,$point]=-; P99[$server,$point]=-
-            ERR[$server,$point]=-; CPU[$server,$point]=-
-            continue
-        fi
-        RPS[$server,$point]=$(field rps "$line" | cut -d. -f1)
-        P50[$server,$point]=$(field p50_us "$line")
-        P99[$server,$point]=$(field p99_us "$line")
-        # Errors of every run, and runs that printed no summary at all.
-        ERR[$server,$point]=$(awk -v want="$REPEAT" '/errors=/ { sub(/.* errors=/, ""); e += $1; n++ }
-            END { printf "%d", e; if (n < want) printf " (%d runs failed)", want - n }' <<<"$runs")
-        CPU[$server,$point]=$(awk -v t="$ticks" -v n="$(field total "$line")" \
-            'BEGIN { if (n > 0) printf "%.2f", t * 10000 / n; else print "-" }')
-        # Let closing connections leave the slots before the next point.
-        sleep 0.5
-    done
-    stop_server
-done
+run_points
 
-echo
-echo "### TAP: envhub-tap over smoltcp ($DURATION s per point after ${WARMUP} s warm-up; server on CPU $SERVER_CPU, load on CPU $LOAD_CPU; namespace-local)"
-echo
-echo "| C x D | server | req/s | p50 µs | p99 µs | server CPU µs/req | errors |"
-echo "|---|---|---:|---:|---:|---:|---:|"
-for point in $POINTS; do
-    for server in $SERVERS; do
-        echo "| $point | $server | ${RPS[$server,$point]} | ${P50[$server,$point]} | ${P99[$server,$point]} | ${CPU[$server,$point]} | ${ERR[$server,$point]} |"
-    done
-done
-echo
-if [ "$BUSY_RUNS" -gt 0 ]; then
-    echo "**$BUSY_RUNS runs started while the CPUs were less than 90 % idle: their figures are suspect.**"
-    echo
-fi
-echo "(logs: $LOG)"
+print_points "TAP: envhub-tap over smoltcp ($DURATION s per point after ${WARMUP} s warm-up; server on CPU $SERVER_CPU, load on CPU $LOAD_CPU; namespace-local)"
+print_footer
