@@ -519,6 +519,16 @@ mod tests {
             String::from_utf8(self.send_raw(input)).unwrap()
         }
 
+        /// One `handle_input` call at `self.now`, against the fixture's own
+        /// store and counters.
+        fn step(&mut self, input: &[u8], out: &mut [u8]) -> Progress {
+            let mut hub = LocalHub {
+                store: &mut self.store,
+                stats: &mut self.stats,
+            };
+            self.conn.handle_input(self.now, input, out, &mut hub)
+        }
+
         /// Like `send`, for output that need not be UTF-8.
         #[track_caller]
         fn send_raw(&mut self, input: &[u8]) -> Vec<u8> {
@@ -526,11 +536,7 @@ mod tests {
             let mut rest = input;
             for _ in 0..100_000 {
                 let mut out = std::vec![0u8; self.window];
-                let mut hub = LocalHub {
-                    store: &mut self.store,
-                    stats: &mut self.stats,
-                };
-                let p = self.conn.handle_input(self.now, rest, &mut out, &mut hub);
+                let p = self.step(rest, &mut out);
                 all.extend_from_slice(&out[..p.written]);
                 rest = &rest[p.consumed..];
                 if rest.is_empty() && !self.conn.has_output() {
@@ -724,15 +730,9 @@ mod tests {
     #[test]
     fn input_is_not_consumed_while_a_reply_waits_for_room() {
         let mut f = fixture();
-        let mut hub_store = Store::new();
-        let mut hub_stats = Stats::new(0);
-        let mut hub = LocalHub {
-            store: &mut hub_store,
-            stats: &mut hub_stats,
-        };
         let input = b"{\"cmd\":\"ping\"}\n{\"cmd\":\"ping\"}\n";
         let mut out = [0u8; 10];
-        let p = f.conn.handle_input(0, input, &mut out, &mut hub);
+        let p = f.step(input, &mut out);
         assert_eq!(
             p,
             Progress {
@@ -743,7 +743,7 @@ mod tests {
         assert!(!f.conn.wants_input());
         assert!(f.conn.has_output());
         let mut out = [0u8; 64];
-        let p = f.conn.handle_input(0, &input[15..], &mut out, &mut hub);
+        let p = f.step(&input[15..], &mut out);
         assert_eq!(p.consumed, 15);
         assert_eq!(
             &out[..p.written],
@@ -850,14 +850,7 @@ mod tests {
         }
         let mut out = [0u8; 40];
         let mut text = Vec::new();
-        let p = {
-            let mut hub = LocalHub {
-                store: &mut f.store,
-                stats: &mut f.stats,
-            };
-            f.conn
-                .handle_input(0, b"{\"cmd\":\"latest\"}\n", &mut out, &mut hub)
-        };
+        let p = f.step(b"{\"cmd\":\"latest\"}\n", &mut out);
         text.extend_from_slice(&out[..p.written]);
         // Another connection stores a location before and one after the cursor.
         let mut other = Connection::new(2, 0, Config::default());
@@ -917,15 +910,9 @@ mod tests {
     #[test]
     fn bye_answers_then_closes_and_reads_nothing_more() {
         let mut f = fixture();
-        let mut hub_store = Store::new();
-        let mut stats = Stats::new(0);
-        let mut hub = LocalHub {
-            store: &mut hub_store,
-            stats: &mut stats,
-        };
         let mut out = [0u8; 128];
         let input = b"{\"cmd\":\"bye\"}\n{\"cmd\":\"ping\"}\n";
-        let p = f.conn.handle_input(0, input, &mut out, &mut hub);
+        let p = f.step(input, &mut out);
         assert_eq!(&out[..p.written], b"{\"ok\":true,\"bye\":true}\n");
         assert_eq!(p.consumed, 14);
         assert_eq!(f.conn.poll_close(), Some(Close::Graceful));
@@ -1002,18 +989,12 @@ mod tests {
     fn a_peer_that_never_reads_is_aborted_after_shutdown() {
         let mut f = fixture();
         f.conn.handle_shutdown();
-        let mut store = Store::new();
-        let mut stats = Stats::new(0);
-        let mut hub = LocalHub {
-            store: &mut store,
-            stats: &mut stats,
-        };
-        let p = f.conn.handle_input(0, b"", &mut [], &mut hub);
+        let p = f.step(b"", &mut []);
         assert_eq!(p.written, 0);
         assert_eq!(f.conn.poll_close(), None);
         let deadline = f.conn.poll_timeout().unwrap();
         assert!(deadline <= CLOSE_LINGER_MS);
-        f.conn.handle_timeout(deadline, &mut hub);
+        f.timeout(deadline);
         assert_eq!(f.conn.poll_close(), Some(Close::Abort));
         assert_eq!(f.conn.poll_timeout(), None);
     }
