@@ -5,8 +5,12 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
+use std::sync::Arc;
+
 use envhub_core::{Counters, Entry, Hub, Location, Reading, Store, StoreFull};
 use log::debug;
+
+use crate::services::{unix_ms, Kept, Services};
 
 /// The server-wide state. Connection threads reach it through a
 /// [`ClientHub`], which implements the core's [`Hub`].
@@ -22,6 +26,8 @@ pub struct SharedHub {
     readings: AtomicU64,
     errors: AtomicU64,
     started: Instant,
+    /// The side services: every stored reading goes to their feed.
+    services: Arc<Services>,
 }
 
 impl Default for SharedHub {
@@ -40,7 +46,28 @@ impl SharedHub {
             readings: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             started: Instant::now(),
+            services: Arc::new(Services::new()),
         }
+    }
+
+    /// What the side services share (the feed of kept readings, status).
+    pub fn services(&self) -> &Arc<Services> {
+        &self.services
+    }
+
+    /// Errors counted since start.
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Relaxed)
+    }
+
+    /// Readings stored since start.
+    pub fn readings(&self) -> u64 {
+        self.readings.load(Relaxed)
+    }
+
+    /// A copy of every entry of the store, in location order.
+    pub fn entries(&self) -> Vec<Entry> {
+        self.lock().after(None).cloned().collect()
     }
 
     /// Milliseconds since the server started: the core's `now`.
@@ -98,8 +125,17 @@ impl Hub for ClientHub<'_> {
         {
             let mut store = self.shared.lock();
             store.insert(reading, now)?;
-            // Counted under the lock so `stats` sees readings and locations agree.
-            self.shared.readings.fetch_add(1, Relaxed);
+            // Counted under the lock so `stats` sees readings and locations
+            // agree; published under it so the feed has the store's order.
+            let id = self.shared.readings.fetch_add(1, Relaxed) + 1;
+            self.shared.services.feed.publish(Kept {
+                id: i64::try_from(id).unwrap_or(i64::MAX),
+                ts_ms: unix_ms(),
+                location: reading.location.clone(),
+                temp: reading.temp,
+                hum: reading.hum,
+                seq: reading.seq,
+            });
         }
         debug!(
             "client {}: {} temp {} hum {}",

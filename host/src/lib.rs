@@ -11,6 +11,7 @@
 //! - [`worker`]: one connection's thread.
 //! - [`codec`], [`gbk`]: UTF-8 pass-through and GBK transcoding.
 //! - [`shutdown`]: SIGINT/SIGTERM, and waking every blocked thread.
+//! - [`services`]: what the side services (history, MQTT, HTTP) share.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -20,6 +21,7 @@ pub mod codec;
 pub mod gbk;
 pub mod hub;
 pub mod listener;
+pub mod services;
 pub mod shutdown;
 pub mod worker;
 
