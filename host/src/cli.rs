@@ -41,6 +41,29 @@ pub struct Cli {
     /// mode, which returns bytes unchanged.
     #[arg(long, value_enum, default_value_t = Encoding::Utf8)]
     pub encoding: Encoding,
+
+    /// Where the dashboard, its JSON API and the Prometheus metrics listen
+    /// (HTTP), or `off`. The default is loopback only: use 0.0.0.0:8081 to
+    /// open the page from other devices (anyone who can reach the port then
+    /// sees every reading; there is no login). Once bound, the server prints
+    /// `dashboard on http://ADDR/` on stdout.
+    #[arg(long, value_name = "ADDR:PORT|off", default_value = crate::http::DEFAULT_ADDR, value_parser = parse_http)]
+    pub http: HttpAddr,
+
+    /// Most dashboard event streams (`/api/events`) open at once; one more
+    /// gets HTTP 503.
+    #[arg(long, value_name = "N", default_value_t = crate::http::DEFAULT_MAX_CLIENTS as u64,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub http_max_clients: u64,
+}
+
+/// `--http`: where the HTTP side listens, if at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpAddr {
+    /// `--http off`.
+    Off,
+    /// `--http ADDR:PORT`.
+    On(SocketAddr),
 }
 
 /// `--mode`.
@@ -89,6 +112,14 @@ fn parse_bind(text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("{text} resolves to no address"))
 }
 
+/// `off`, or an address as for `--bind`.
+fn parse_http(text: &str) -> Result<HttpAddr, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(HttpAddr::Off);
+    }
+    parse_bind(text).map(HttpAddr::On)
+}
+
 /// Seconds, whole or with a fraction; not negative.
 fn parse_secs(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
@@ -117,6 +148,8 @@ mod tests {
         assert_eq!(cli.mode, ModeArg::Sensor);
         assert_eq!(cli.encoding, Encoding::Utf8);
         assert_eq!(cli.config(), Config::default());
+        assert_eq!(cli.http, HttpAddr::On("127.0.0.1:8081".parse().unwrap()));
+        assert_eq!(cli.http_max_clients, 64);
     }
 
     #[test]
@@ -139,6 +172,10 @@ mod tests {
         assert_eq!(cli.config().idle_timeout_ms, 1500);
         assert_eq!(cli.config().mode, Mode::Echo);
         assert_eq!(cli.encoding, Encoding::Gbk);
+        let cli = parse(&["--http", "off", "--http-max-clients", "2"]).unwrap();
+        assert_eq!((cli.http, cli.http_max_clients), (HttpAddr::Off, 2));
+        let cli = parse(&["--http", "[::1]:0"]).unwrap();
+        assert_eq!(cli.http, HttpAddr::On("[::1]:0".parse().unwrap()));
         let cli = parse(&["--bind=127.0.0.1:9000", "--idle-timeout=2"]).unwrap();
         assert_eq!(cli.bind.port(), 9000);
         assert_eq!(cli.config().idle_timeout_ms, 2000);
@@ -163,6 +200,9 @@ mod tests {
             &["--idle-timeout", "inf"],
             &["--mode", "loud"],
             &["--encoding", "latin1"],
+            &["--http", "on"],
+            &["--http", "127.0.0.1"],
+            &["--http-max-clients", "0"],
             &["--frobnicate"],
         ] {
             let err = parse(args).unwrap_err();
@@ -180,6 +220,8 @@ mod tests {
             "--idle-timeout",
             "--mode",
             "--encoding",
+            "--http",
+            "--http-max-clients",
             "busy",
         ] {
             assert!(help.contains(flag), "{flag} missing from:\n{help}");

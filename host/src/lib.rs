@@ -12,6 +12,7 @@
 //! - [`codec`], [`gbk`]: UTF-8 pass-through and GBK transcoding.
 //! - [`shutdown`]: SIGINT/SIGTERM, and waking every blocked thread.
 //! - [`services`]: what the side services (history, MQTT, HTTP) share.
+//! - [`http`]: the dashboard, JSON API, event stream and metrics.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -19,6 +20,7 @@
 pub mod cli;
 pub mod codec;
 pub mod gbk;
+pub mod http;
 pub mod hub;
 pub mod listener;
 pub mod services;
@@ -35,7 +37,7 @@ use std::time::{Duration, Instant};
 use envhub_core::Config;
 use log::{info, warn};
 
-pub use cli::{Cli, Encoding};
+pub use cli::{Cli, Encoding, HttpAddr};
 pub use hub::SharedHub;
 pub use shutdown::Shutdown;
 
@@ -142,14 +144,45 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let http = match start_http(&cli, &server) {
+        Ok(http) => http,
+        Err(code) => return code,
+    };
     info!("listening on {addr}");
-    // For tests and scripts: exactly this one line on stdout.
+    // For tests and scripts: `listening on ADDR` is the last line printed
+    // at start (after the dashboard's), so a reader that waits for it has
+    // seen both.
     let mut stdout = io::stdout().lock();
+    if let Some(http) = &http {
+        let _ = writeln!(stdout, "dashboard on http://{}/", http.local_addr());
+    }
     let _ = writeln!(stdout, "listening on {addr}").and_then(|()| stdout.flush());
     drop(stdout);
     server.run();
+    drop(http);
     info!("bye");
     ExitCode::SUCCESS
+}
+
+/// Starts the HTTP side as `--http` says; on failure, the one-line error
+/// and exit code 2 (as for the sensor port).
+fn start_http(cli: &Cli, server: &Server) -> Result<Option<http::Http>, ExitCode> {
+    let HttpAddr::On(addr) = cli.http else {
+        return Ok(None);
+    };
+    let opts = http::Options {
+        addr,
+        max_clients: usize::try_from(cli.http_max_clients).unwrap_or(http::DEFAULT_MAX_CLIENTS),
+        // The history's database, once the server keeps one (issue 8).
+        db: None,
+    };
+    match http::Http::start(&opts, server.shared()) {
+        Ok(http) => Ok(Some(http)),
+        Err(e) => {
+            eprintln!("envhub: dashboard on {addr}: {e}");
+            Err(ExitCode::from(2))
+        }
+    }
 }
 
 #[cfg(test)]
