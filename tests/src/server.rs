@@ -154,7 +154,13 @@ impl Server {
 
     fn start_host(opts: Opts) -> Server {
         let mut cmd = Command::new(Shell::Host.binary());
-        cmd.args(["--bind", "127.0.0.1:0"]).args(opts.to_args());
+        cmd.args(["--bind", "127.0.0.1:0"]);
+        // The dashboard on a free port too (its default, 8081, is one port
+        // for every server), unless the test chooses.
+        if !opts.args.iter().any(|a| a.starts_with("--http")) {
+            cmd.args(["--http", "127.0.0.1:0"]);
+        }
+        cmd.args(opts.to_args());
         let (child, log, listening) = spawn(cmd);
         let mut server = Server {
             shell: Shell::Host,
@@ -262,6 +268,17 @@ impl Server {
     /// The address clients connect to.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The host server's dashboard address, from its `dashboard on
+    /// http://ADDR/` line (printed before `listening on`).
+    pub fn dashboard(&self) -> Option<SocketAddr> {
+        self.log().lines().find_map(|l| {
+            l.strip_prefix("dashboard on http://")?
+                .strip_suffix('/')?
+                .parse()
+                .ok()
+        })
     }
 
     /// Connects a new client (inside the namespace for TAP).
