@@ -400,3 +400,72 @@ fn a_stream_that_is_not_read_skips_ahead_with_a_gap_and_never_holds_up_sensors()
     assert_eq!(last, 50_000, "the stream reached the newest reading");
     let _ = slow.socket();
 }
+
+/// Runs the real `envhub` with `args` until it prints `listening on`, or
+/// exits; its stdout lines so far, and its exit status if it exited.
+fn envhub(args: &[&str]) -> (Vec<String>, Option<std::process::ExitStatus>, String) {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_envhub"))
+        .args(["--bind", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start envhub");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        let done = line.starts_with("listening on");
+        lines.push(line.trim_end().to_owned());
+        if done {
+            break;
+        }
+    }
+    // Stdout closed without `listening on`: it exits (give it a moment).
+    let mut status = None;
+    for _ in 0..200 {
+        status = child.try_wait().unwrap();
+        if status.is_some() || lines.last().is_some_and(|l| l.starts_with("listening on")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut err = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    (lines, status, err)
+}
+
+#[test]
+fn the_binary_announces_the_dashboard_and_a_busy_port_is_exit_2() {
+    let (lines, _, _) = envhub(&["--http", "127.0.0.1:0"]);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let addr: std::net::SocketAddr = lines[0]
+        .strip_prefix("dashboard on http://")
+        .and_then(|l| l.strip_suffix('/'))
+        .unwrap_or_else(|| panic!("{lines:?}"))
+        .parse()
+        .unwrap();
+    assert!(addr.ip().is_loopback() && addr.port() != 0);
+    assert!(lines[1].starts_with("listening on 127.0.0.1:"), "{lines:?}");
+
+    let (lines, _, _) = envhub(&["--http", "off"]);
+    assert_eq!(lines.len(), 1, "no dashboard line: {lines:?}");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let (lines, status, err) = envhub(&["--http", &port]);
+    assert!(lines.is_empty(), "{lines:?}");
+    assert_eq!(status.and_then(|s| s.code()), Some(2), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!("envhub: dashboard on {port}: cannot listen")),
+        "{err}"
+    );
+}
