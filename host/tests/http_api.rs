@@ -469,3 +469,28 @@ fn the_binary_announces_the_dashboard_and_a_busy_port_is_exit_2() {
         "{err}"
     );
 }
+
+#[test]
+fn an_idle_stream_gets_a_keep_alive_comment_every_15_s() {
+    use std::io::{BufRead, BufReader, Write};
+    let rig = Rig::no_db(64);
+    let mut s = std::net::TcpStream::connect(rig.http_addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"GET /api/events HTTP/1.0\r\n\r\n").unwrap();
+    let start = std::time::Instant::now();
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    while r.read_line(&mut line).expect("a keep-alive within 20 s") > 0 {
+        if line.starts_with(':') {
+            break;
+        }
+        line.clear();
+    }
+    assert!(line.starts_with(':'), "{line:?}");
+    // Not a timing check: only that it came from the timer, not at once.
+    assert!(
+        start.elapsed() >= Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+}

@@ -179,7 +179,7 @@ fn serve(
                 return;
             }
         };
-        tokio::spawn(follow(feed, Arc::clone(&state.latest)));
+        tokio::spawn(follow(feed, Arc::clone(&state.latest), state.db.clone()));
         let app = routes::router(state);
         tokio::select! {
             result = axum::serve(listener, app) => {
@@ -193,13 +193,28 @@ fn serve(
     runtime.shutdown_timeout(Duration::from_millis(200));
 }
 
-/// Keeps `latest` up to date from the feed.
-async fn follow(mut feed: broadcast::Receiver<Arc<crate::services::Kept>>, latest: Arc<Latest>) {
+/// Keeps `latest` up to date from the feed. Should it fall behind (a burst
+/// faster than this thread), the readings it skipped may include some
+/// location's newest: with history on, it reads the newest rows again.
+async fn follow(
+    mut feed: broadcast::Receiver<Arc<crate::services::Kept>>,
+    latest: Arc<Latest>,
+    db: Option<Arc<Reader>>,
+) {
     loop {
         match feed.recv().await {
             Ok(kept) => latest.update(kept),
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 log::debug!("http: fell {n} readings behind the feed");
+                if let Some(db) = db.clone() {
+                    let newest = tokio::task::spawn_blocking(move || {
+                        db.newest(envhub_core::limits::MAX_LOCATIONS)
+                    })
+                    .await;
+                    if let Ok(Ok(rows)) = newest {
+                        rows.into_iter().for_each(|k| latest.update(Arc::new(k)));
+                    }
+                }
             }
             Err(broadcast::error::RecvError::Closed) => return,
         }
