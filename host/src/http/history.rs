@@ -105,21 +105,26 @@ impl Reader {
         max_points: u32,
     ) -> rusqlite::Result<Vec<Point>> {
         let width = bucket_width(from_ms, to_ms, max_points);
+        let span = i128::from(to_ms) - i128::from(from_ms) + 1;
+        let buckets = i64::try_from((span + i128::from(width) - 1) / i128::from(width))
+            .unwrap_or(i64::from(max_points));
         self.with(|c| {
             let mut stmt = c.prepare_cached(BUCKETS_SQL)?;
-            let rows = stmt.query_map(params![location, from_ms, to_ms, width], |r| {
-                let b: i64 = r.get(0)?;
-                Ok((
-                    from_ms.saturating_add(b.saturating_mul(width)),
-                    round2(r.get(1)?),
-                    r.get(2)?,
-                    r.get(3)?,
-                    round2(r.get(4)?),
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
+            let rows = stmt.query_map(params![location, from_ms, to_ms, width, buckets], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
             })?;
-            rows.collect()
+            let mut points = Vec::new();
+            for row in rows {
+                let (b, agg) = row?;
+                // An empty bucket has no aggregates.
+                let Some(agg) = agg else { continue };
+                let [ta, tmin, tmax, ha, hmin, hmax]: [f64; 6] = serde_json::from_str(&agg)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                let ts = from_ms.saturating_add(b.saturating_mul(width));
+                points.push((ts, round2(ta), tmin, tmax, round2(ha), hmin, hmax));
+            }
+            points.sort_by_key(|p| p.0);
+            Ok(points)
         })
     }
 
@@ -162,13 +167,21 @@ impl Reader {
     }
 }
 
-/// The bucket query: bucket number, then the six aggregates. `INDEXED BY`
-/// makes SQLite use the index on `(location, ts_ms)` or fail loudly.
+/// The bucket query: one row per bucket number `i` (`0..?5`), with the
+/// six aggregates of the rows in it as a JSON array, or NULL for an empty
+/// bucket. Each bucket is its own range search of the index on
+/// `(location, ts_ms)` (`INDEXED BY`: SQLite uses it or fails loudly), so
+/// the rows come in index order and are never sorted; a single
+/// `GROUP BY (ts_ms - from) / width` would sort every row in a temporary
+/// B-tree (2 to 3 times slower over 30 days).
 const BUCKETS_SQL: &str = "\
-SELECT (ts_ms - ?2) / ?4 AS b, avg(temp), min(temp), max(temp), avg(hum), min(hum), max(hum) \
-FROM readings INDEXED BY readings_by_location \
-WHERE location = ?1 AND ts_ms >= ?2 AND ts_ms <= ?3 \
-GROUP BY b ORDER BY b";
+WITH RECURSIVE b(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM b WHERE i + 1 < ?5) \
+SELECT i, (SELECT json_array(avg(temp), min(temp), max(temp), avg(hum), min(hum), max(hum)) \
+           FROM readings INDEXED BY readings_by_location \
+           WHERE location = ?1 AND ts_ms >= ?2 + i * ?4 AND ts_ms < ?2 + (i + 1) * ?4 \
+             AND ts_ms <= ?3 \
+           HAVING count(*) > 0) \
+FROM b";
 
 /// The width in ms of each of at most `max_points` buckets covering
 /// `from_ms..=to_ms` (at least 1).
@@ -319,7 +332,7 @@ mod tests {
         let plan: Vec<String> = c
             .prepare(&format!("EXPLAIN QUERY PLAN {BUCKETS_SQL}"))
             .unwrap()
-            .query_map(params!["x", 0, 1, 1], |r| r.get::<_, String>(3))
+            .query_map(params!["x", 0, 1, 1, 1], |r| r.get::<_, String>(3))
             .unwrap()
             .map(Result::unwrap)
             .collect();
@@ -328,6 +341,7 @@ mod tests {
                 .contains("USING INDEX readings_by_location (location=? AND ts_ms>? AND ts_ms<?)")),
             "{plan:?}"
         );
+        assert!(!plan.iter().any(|p| p.contains("TEMP B-TREE")), "{plan:?}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
