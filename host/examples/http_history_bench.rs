@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use envhub_host::http::history::SCHEMA_FOR_TESTS;
+use envhub_host::http::history::{BUCKETS_SQL, SCHEMA_FOR_TESTS};
 use envhub_host::http::{Http, Options};
 use envhub_host::services::unix_ms;
 use envhub_host::{Cli, Server};
@@ -67,13 +67,10 @@ fn main() {
     {
         let c = rusqlite::Connection::open(&path).unwrap();
         let mut plan = c
-            .prepare(
-                "EXPLAIN QUERY PLAN SELECT (ts_ms - ?2) / ?4 AS b, avg(temp), min(temp), max(temp), avg(hum), min(hum), max(hum) \
-                 FROM readings INDEXED BY readings_by_location WHERE location = ?1 AND ts_ms >= ?2 AND ts_ms <= ?3 GROUP BY b ORDER BY b",
-            )
+            .prepare(&format!("EXPLAIN QUERY PLAN {BUCKETS_SQL}"))
             .unwrap();
         let rows: Vec<String> = plan
-            .query_map(rusqlite::params![LOCATION, 0, 1, 1], |r| {
+            .query_map(rusqlite::params![LOCATION, 0, 1, 1, 1], |r| {
                 r.get::<_, String>(3)
             })
             .unwrap()

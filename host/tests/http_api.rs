@@ -494,3 +494,20 @@ fn an_idle_stream_gets_a_keep_alive_comment_every_15_s() {
         start.elapsed()
     );
 }
+
+#[test]
+fn a_burst_within_a_batch_arrives_complete_and_in_order() {
+    let rig = Rig::no_db(64);
+    let mut ev = Events::open(rig.http_addr, &[]);
+    let lines: Vec<String> = (0..envhub_host::http::events::BATCH)
+        .map(|i| format!(r#"{{"location":"hall","temp":20,"hum":50,"seq":{i}}}"#))
+        .collect();
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    rig.send(&refs);
+    for i in 0..envhub_host::http::events::BATCH {
+        let e = ev.next();
+        assert_eq!(e.event, "reading", "{e:?}");
+        let data: serde_json::Value = serde_json::from_str(&e.data).unwrap();
+        assert_eq!(data["seq"], json!(i), "{e:?}");
+    }
+}

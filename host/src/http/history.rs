@@ -167,14 +167,14 @@ impl Reader {
     }
 }
 
-/// The bucket query: one row per bucket number `i` (`0..?5`), with the
+/// The bucket query (public for the benchmark's query plan): one row per bucket number `i` (`0..?5`), with the
 /// six aggregates of the rows in it as a JSON array, or NULL for an empty
 /// bucket. Each bucket is its own range search of the index on
 /// `(location, ts_ms)` (`INDEXED BY`: SQLite uses it or fails loudly), so
 /// the rows come in index order and are never sorted; a single
 /// `GROUP BY (ts_ms - from) / width` would sort every row in a temporary
 /// B-tree (2 to 3 times slower over 30 days).
-const BUCKETS_SQL: &str = "\
+pub const BUCKETS_SQL: &str = "\
 WITH RECURSIVE b(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM b WHERE i + 1 < ?5) \
 SELECT i, (SELECT json_array(avg(temp), min(temp), max(temp), avg(hum), min(hum), max(hum)) \
            FROM readings INDEXED BY readings_by_location \
