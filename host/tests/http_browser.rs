@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use common::{Rig, Row};
 use envhub_host::services::unix_ms;
 use headless_chrome::protocol::cdp::types::Event;
+use headless_chrome::protocol::cdp::Emulation;
 use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
 use headless_chrome::{Browser, LaunchOptions, Tab};
 
@@ -292,4 +293,18 @@ fn without_history_the_page_shows_cards_and_says_history_is_off() {
         text.contains("History is off") && text.contains("--no-db"),
         "{text}"
     );
+
+    // Light and dark follow the system setting.
+    let background = || eval(&tab, "getComputedStyle(document.body).backgroundColor");
+    for (scheme, expected) in [("dark", "rgb(21, 25, 29)"), ("light", "rgb(246, 247, 249)")] {
+        tab.call_method(Emulation::SetEmulatedMedia {
+            media: None,
+            features: Some(vec![Emulation::MediaFeature {
+                name: "prefers-color-scheme".into(),
+                value: scheme.into(),
+            }]),
+        })
+        .expect("emulate the colour scheme");
+        assert_eq!(background(), expected, "{scheme}");
+    }
 }

@@ -108,7 +108,7 @@
     state.selected = location;
     $('location').value = location;
     for (const el of $('cards').querySelectorAll('.card')) {
-      el.classList.toggle('selected', el.dataset.location === location);
+      el.classList.toggle('selected', state.history && el.dataset.location === location);
     }
     loadHistory().catch(report);
   }
