@@ -4,6 +4,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use envhub_core::limits::DEFAULT_MAX_CLIENTS;
 use envhub_core::{Config, Mode};
 
 /// The envhub server: sensors send JSON lines over TCP, envhub validates
@@ -22,11 +23,18 @@ pub struct Cli {
 
     /// Most connections served at once. A connection beyond it gets the
     /// `busy` reply and is closed at once (in echo mode: closed silently).
-    #[arg(long, value_name = "N", default_value_t = 1024)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CLIENTS as u64)]
     pub max_clients: u64,
 
+    /// Most connections served at once from one source address; one more
+    /// gets the `busy` reply and is closed. Default: a quarter of
+    /// --max-clients, rounded up, but at least 64.
+    #[arg(long, value_name = "N")]
+    pub max_per_source: Option<u64>,
+
     /// Close a connection that sends no complete line for this many seconds
-    /// (fractions allowed, e.g. 0.5), after an `idle_timeout` reply.
+    /// (fractions allowed, e.g. 0.5), after an `idle_timeout` reply; 0 never
+    /// closes an idle connection.
     #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_secs)]
     pub idle_timeout: Duration,
 
@@ -63,14 +71,22 @@ pub enum Encoding {
 }
 
 impl Cli {
-    /// The per-connection configuration for the core.
+    /// The core's configuration (mode, idle timeout, admission). Check it
+    /// with [`Config::check`] before serving: `run` refuses 0 clients.
     pub fn config(&self) -> Config {
+        let max_clients = usize::try_from(self.max_clients).unwrap_or(usize::MAX);
         Config {
             mode: match self.mode {
                 ModeArg::Sensor => Mode::Sensor,
                 ModeArg::Echo => Mode::Echo,
             },
             idle_timeout_ms: u64::try_from(self.idle_timeout.as_millis()).unwrap_or(u64::MAX),
+            max_clients,
+            max_per_source: self
+                .max_per_source
+                .map_or(Config::host_max_per_source(max_clients), |n| {
+                    usize::try_from(n).unwrap_or(usize::MAX)
+                }),
         }
     }
 }
@@ -138,10 +154,26 @@ mod tests {
         assert_eq!(cli.max_clients, 3);
         assert_eq!(cli.config().idle_timeout_ms, 1500);
         assert_eq!(cli.config().mode, Mode::Echo);
+        assert_eq!(cli.config().max_per_source, 64);
         assert_eq!(cli.encoding, Encoding::Gbk);
         let cli = parse(&["--bind=127.0.0.1:9000", "--idle-timeout=2"]).unwrap();
         assert_eq!(cli.bind.port(), 9000);
         assert_eq!(cli.config().idle_timeout_ms, 2000);
+        let cli = parse(&["--max-clients=2000", "--max-per-source=3"]).unwrap();
+        assert_eq!(
+            (cli.config().max_clients, cli.config().max_per_source),
+            (2000, 3)
+        );
+        let cli = parse(&["--max-clients=2000", "--idle-timeout=0"]).unwrap();
+        assert_eq!(
+            (cli.config().max_per_source, cli.config().idle_timeout_ms),
+            (500, 0)
+        );
+        assert!(parse(&["--max-clients=0"])
+            .unwrap()
+            .config()
+            .check(usize::MAX)
+            .is_err());
     }
 
     #[test]
