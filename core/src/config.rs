@@ -79,6 +79,16 @@ pub enum ConfigError {
     NoClientsPerSource,
 }
 
+impl ConfigError {
+    /// The flag whose value is wrong, for a shell that prints no numbers.
+    pub const fn flag(self) -> &'static str {
+        match self {
+            ConfigError::NoClients | ConfigError::TooManyClients { .. } => "--max-clients",
+            ConfigError::NoClientsPerSource => "--max-per-source",
+        }
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -8,18 +8,20 @@
 //! (the peer already has everything; waiting out smoltcp's 10 s TIME-WAIT
 //! would only starve the slots), or after a reset.
 
-use envhub_core::{turn_away, Close, Connection, LocalHub, Reason};
+use envhub_core::limits::HANDSHAKE_TIMEOUT_MS;
+use envhub_core::{turn_away, Admit, Close, Connection, LocalHub};
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp::{Socket, State};
 use smoltcp::time::Duration;
-use smoltcp::wire::IpEndpoint;
+use smoltcp::wire::{IpAddress, IpEndpoint};
 
 use crate::config::Config;
 use crate::logging::Peer;
 
-/// How long a handshake may stay half-open (SYN received, no ACK) before
-/// smoltcp resets it and the slot listens again.
-pub(crate) const SYN_TIMEOUT_MS: u64 = 5_000;
+/// How long an aborted socket waits for its reset to go out before the
+/// slot listens anyway (a peer whose address cannot be resolved never
+/// gets it, and must not hold the slot).
+pub(crate) const RESET_WAIT_MS: u64 = 1_000;
 /// Keep-alive interval while connected: lets smoltcp notice a peer that
 /// vanished without a FIN sooner than the idle timeout.
 pub(crate) const KEEP_ALIVE_MS: u64 = 15_000;
@@ -53,6 +55,9 @@ pub(crate) struct Context<'s> {
     /// This step runs after the poll's egress (packets the sockets owed,
     /// ACKs included, are out).
     pub(crate) sent: bool,
+    /// The source address of each slot's client (by slot index), for the
+    /// per-source limit.
+    pub(crate) sources: &'s mut [Option<IpAddress>],
 }
 
 /// A client bound to a slot.
@@ -67,8 +72,9 @@ struct Client {
 // box it in), so the size difference costs nothing.
 #[allow(clippy::large_enum_variant)]
 enum Phase {
-    /// Listening, or a handshake under way.
-    Listening,
+    /// Listening, or a handshake under way (since `syn`, when the SYN was
+    /// first seen).
+    Listening { syn: Option<u64> },
     /// Serving a client.
     Serving(Client),
     /// Closed or reset by the server; waiting until the socket may listen
@@ -81,15 +87,18 @@ enum Phase {
 /// One socket of the server and what it is doing.
 pub(crate) struct Slot {
     pub(crate) handle: SocketHandle,
+    /// Its place in the server's slots (and in [`Context::sources`]).
+    index: usize,
     phase: Phase,
 }
 
 impl Slot {
     /// A slot for the socket `handle`, which must be listening.
-    pub(crate) fn new(handle: SocketHandle) -> Self {
+    pub(crate) fn new(handle: SocketHandle, index: usize) -> Self {
         Slot {
             handle,
-            phase: Phase::Listening,
+            index,
+            phase: Phase::Listening { syn: None },
         }
     }
 
@@ -97,7 +106,9 @@ impl Slot {
     pub(crate) fn tune(socket: &mut Socket<'_>) {
         socket.set_ack_delay(Some(Duration::from_millis(ACK_DELAY_MS)));
         socket.set_nagle_enabled(false);
-        socket.set_timeout(Some(Duration::from_millis(SYN_TIMEOUT_MS)));
+        // The handshake timeout is the slot's own (see `accept`): smoltcp's
+        // would end in a reset that an unreachable peer never gets.
+        socket.set_timeout(None);
         socket.set_keep_alive(None);
     }
 
@@ -111,38 +122,60 @@ impl Slot {
     /// packet, so connections are accepted (and numbered) in the order
     /// their handshakes completed.
     pub(crate) fn accept(&mut self, socket: &mut Socket<'_>, cx: &mut Context<'_>, now: u64) {
-        if !matches!(self.phase, Phase::Listening) {
+        let Phase::Listening { syn } = &mut self.phase else {
             return;
-        }
+        };
         match socket.state() {
-            State::Listen | State::SynReceived => {}
+            State::Listen => *syn = None,
+            State::SynReceived => {
+                let since = *syn.get_or_insert(now);
+                if now >= since.saturating_add(HANDSHAKE_TIMEOUT_MS) {
+                    event!(
+                        debug,
+                        "dropped a handshake from {} not completed within {} ms",
+                        Peer(socket.remote_endpoint()),
+                        HANDSHAKE_TIMEOUT_MS
+                    );
+                    // No reset: the peer may be unreachable (a spoofed
+                    // SYN), and listening again forgets the connection.
+                    socket.abort();
+                    self.reopen(socket, cx);
+                }
+            }
             State::Established | State::CloseWait if cx.stopping => {
                 socket.abort();
                 self.phase = closing(socket, now);
             }
             State::Established | State::CloseWait => {
                 let peer = socket.remote_endpoint();
-                if cx.hub.stats.clients >= cx.config.max_clients as u64 {
-                    let reply = turn_away(cx.config.mode, &mut cx.hub);
+                let source = peer.map(|p| p.addr);
+                let from_source = source.map_or(0, |ip| {
+                    cx.sources.iter().filter(|s| **s == Some(ip)).count()
+                });
+                let open = usize::try_from(cx.hub.stats.clients).unwrap_or(usize::MAX);
+                if let Admit::Busy(full) = cx.config.core.admit(open, from_source) {
+                    let reply = turn_away(cx.config.core.mode, &mut cx.hub);
                     // A fresh send buffer holds a `busy` reply (checked in
                     // `Config::check`).
                     let _ = socket.send_slice(reply);
                     socket.close();
                     event!(
                         warn,
-                        "connection from {} turned away: {} clients open (limit {})",
+                        "connection from {} turned away ({}): {} clients open, {} from it",
                         Peer(peer),
-                        cx.hub.stats.clients,
-                        cx.config.max_clients
+                        full.as_str(),
+                        open,
+                        from_source
                     );
                     self.phase = closing(socket, now);
                 } else {
+                    cx.sources[self.index] = source;
                     let id = cx.hub.stats.open();
                     socket.set_timeout(Some(Duration::from_millis(SOCKET_TIMEOUT_MS)));
                     socket.set_keep_alive(Some(Duration::from_millis(KEEP_ALIVE_MS)));
                     event!(info, "client {} connected from {}", id, Peer(peer));
                     self.phase = Phase::Serving(Client {
-                        conn: Connection::new(id, now, cx.config.connection()),
+                        conn: Connection::new(id, now, cx.config.core),
                         peer,
                         eof: false,
                     });
@@ -163,7 +196,7 @@ impl Slot {
         now: u64,
     ) -> bool {
         match self.phase {
-            Phase::Listening => {
+            Phase::Listening { .. } => {
                 self.accept(socket, cx, now);
                 if matches!(self.phase, Phase::Serving(_)) {
                     return self.serve(socket, cx, now);
@@ -194,10 +227,16 @@ impl Slot {
                 Peer(client.peer)
             );
             cx.hub.stats.close();
+            cx.sources[self.index] = None;
             self.phase = closing(socket, now);
             return false;
         }
-        let Context { hub, scratch, .. } = cx;
+        let Context {
+            hub,
+            scratch,
+            sources,
+            ..
+        } = cx;
         let conn = &mut client.conn;
         if conn.poll_timeout().is_some_and(|due| due <= now) {
             conn.handle_timeout(now, hub);
@@ -237,20 +276,23 @@ impl Slot {
                     "client {} ({}) disconnected: {}",
                     conn.id(),
                     Peer(client.peer),
-                    conn.close_reason().map_or("closed", Reason::as_str)
+                    conn.close_reason().map_or("closed", |r| r.as_str())
                 );
             }
             Close::Abort => {
                 socket.abort();
                 event!(
                     warn,
-                    "client {} ({}) reset: it stopped reading while closing",
+                    "client {} ({}) reset: {}",
                     conn.id(),
-                    Peer(client.peer)
+                    Peer(client.peer),
+                    conn.close_reason()
+                        .map_or("it stopped reading while closing", |r| r.as_str())
                 );
             }
         }
         hub.stats.close();
+        sources[self.index] = None;
         self.phase = closing(socket, now);
         false
     }
@@ -265,8 +307,10 @@ impl Slot {
         drop_received(socket, usize::MAX);
         match socket.state() {
             // Aborted: the reset is still to be sent (the remote endpoint is
-            // forgotten once it is).
-            State::Closed if socket.remote_endpoint().is_some() => {}
+            // forgotten once it is), unless the peer cannot be reached.
+            State::Closed
+                if socket.remote_endpoint().is_some()
+                    && now < since.saturating_add(RESET_WAIT_MS) => {}
             State::Closed | State::Listen => self.reopen(socket, cx),
             // Shutting down, the peer has everything, FIN included: done
             // (its side may stay open as long as it likes).
@@ -319,10 +363,8 @@ impl Slot {
         // already listening on the port).
         match socket.listen(cx.config.port) {
             Ok(()) => {
-                socket.set_ack_delay(Some(Duration::from_millis(ACK_DELAY_MS)));
-                socket.set_timeout(Some(Duration::from_millis(SYN_TIMEOUT_MS)));
-                socket.set_keep_alive(None);
-                self.phase = Phase::Listening;
+                Slot::tune(socket);
+                self.phase = Phase::Listening { syn: None };
             }
             Err(_) => socket.abort(),
         }
@@ -333,7 +375,7 @@ impl Slot {
     /// `shutting_down` and close.
     pub(crate) fn shutdown(&mut self, socket: &mut Socket<'_>, now: u64) {
         match &mut self.phase {
-            Phase::Listening => {
+            Phase::Listening { .. } => {
                 // No RST for a plain listener; one for a handshake under way.
                 socket.abort();
                 self.phase = closing(socket, now);
@@ -348,7 +390,9 @@ impl Slot {
         match &self.phase {
             Phase::Serving(client) => client.conn.poll_timeout(),
             Phase::Closing { since, time_wait } => match socket.state() {
-                State::Closed => None,
+                State::Closed => socket
+                    .remote_endpoint()
+                    .map(|_| since.saturating_add(RESET_WAIT_MS)),
                 State::TimeWait => Some(
                     time_wait
                         .unwrap_or(*since)
@@ -356,7 +400,8 @@ impl Slot {
                 ),
                 _ => Some(since.saturating_add(CLOSE_TIMEOUT_MS)),
             },
-            Phase::Listening | Phase::Stopped => None,
+            Phase::Listening { syn } => syn.map(|t| t.saturating_add(HANDSHAKE_TIMEOUT_MS)),
+            Phase::Stopped => None,
         }
     }
 }
