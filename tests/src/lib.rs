@@ -70,6 +70,7 @@ pub mod binaries;
 pub mod client;
 pub mod netns;
 pub mod qemu;
+pub mod raw;
 pub mod reply;
 pub mod server;
 pub mod shell;
