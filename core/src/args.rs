@@ -111,7 +111,9 @@ where
 }
 
 /// A decimal number of ASCII digits only (no sign, no spaces), from `min`
-/// to `max`.
+/// to `max`. (Never inlined: the firmware calls it for every flag, and one
+/// copy keeps its flash budget.)
+#[inline(never)]
 pub fn number(s: &str, min: u64, max: u64) -> Option<u64> {
     if s.is_empty() {
         return None;

@@ -223,6 +223,9 @@ impl Connection {
     /// close), the write stall (owed output made no progress for
     /// [`WRITE_STALL_MS`] while reading, or [`CLOSE_LINGER_MS`] while
     /// closing: abort) and the shutdown grace (abort).
+    // A cold path: kept out of line, which keeps the firmware in its flash
+    // budget.
+    #[inline(never)]
     pub fn handle_timeout<H: Hub + ?Sized>(&mut self, now: u64, hub: &mut H) {
         self.arm_shutdown(now);
         match self.state {
@@ -248,6 +251,7 @@ impl Connection {
     // ----- output --------------------------------------------------------
 
     /// When [`Connection::handle_timeout`] must next run, if ever.
+    #[inline(never)] // called from several places in every shell
     pub fn poll_timeout(&self) -> Option<u64> {
         let due = match self.state {
             State::Open => self.idle_deadline.min(self.stall_deadline),

@@ -169,7 +169,9 @@ impl Slot {
                     );
                     self.phase = closing(socket, now);
                 } else {
-                    cx.sources[self.index] = source;
+                    if let Some(slot) = cx.sources.get_mut(self.index) {
+                        *slot = source;
+                    }
                     let id = cx.hub.stats.open();
                     socket.set_timeout(Some(Duration::from_millis(SOCKET_TIMEOUT_MS)));
                     socket.set_keep_alive(Some(Duration::from_millis(KEEP_ALIVE_MS)));
@@ -227,7 +229,9 @@ impl Slot {
                 Peer(client.peer)
             );
             cx.hub.stats.close();
-            cx.sources[self.index] = None;
+            if let Some(source) = cx.sources.get_mut(self.index) {
+                *source = None;
+            }
             self.phase = closing(socket, now);
             return false;
         }
@@ -292,7 +296,9 @@ impl Slot {
             }
         }
         hub.stats.close();
-        sources[self.index] = None;
+        if let Some(source) = sources.get_mut(self.index) {
+            *source = None;
+        }
         self.phase = closing(socket, now);
         false
     }
@@ -350,7 +356,9 @@ impl Slot {
         }
     }
 
-    /// Listens again, or stops when the server is shutting down.
+    /// Listens again, or stops when the server is shutting down. (Out of
+    /// line: called from three places.)
+    #[inline(never)]
     fn reopen(&mut self, socket: &mut Socket<'_>, cx: &mut Context<'_>) {
         if cx.stopping {
             if socket.state() == State::Listen {

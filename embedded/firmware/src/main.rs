@@ -171,9 +171,7 @@ mod fw {
                 match error {
                     ArgError::Unknown(arg) => log!(uart, "error: unknown argument ", arg),
                     ArgError::Missing(flag) => log!(uart, "error: ", flag, " needs a value"),
-                    ArgError::Invalid { flag, value } => {
-                        log!(uart, "error: invalid value ", value, " for ", flag)
-                    }
+                    ArgError::Invalid { flag, .. } => log!(uart, "error: invalid value for ", flag),
                     ArgError::Config(e) => log!(uart, "error: invalid value for ", e.flag()),
                 }
                 log!(
