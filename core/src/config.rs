@@ -22,6 +22,9 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// Every `--mode` name.
+    pub const NAMES: [&'static str; 2] = ["sensor", "echo"];
+
     /// `sensor` or `echo`, as `--mode` spells them.
     pub fn from_name(name: &str) -> Option<Mode> {
         match name {

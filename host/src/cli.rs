@@ -3,6 +3,7 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
+use clap::builder::TypedValueParser;
 use clap::{Parser, ValueEnum};
 use envhub_core::limits::DEFAULT_MAX_CLIENTS;
 use envhub_core::{Config, Mode};
@@ -40,8 +41,8 @@ pub struct Cli {
 
     /// What the server speaks: `sensor` is the envhub line protocol; `echo`
     /// sends every received byte back unchanged (a benchmark ceiling).
-    #[arg(long, value_enum, default_value_t = ModeArg::Sensor)]
-    pub mode: ModeArg,
+    #[arg(long, value_name = "MODE", default_value = "sensor", value_parser = parse_mode())]
+    pub mode: Mode,
 
     /// The clients' text encoding. `gbk` decodes requests from GBK before
     /// the protocol sees them and encodes replies to GBK; the 512-byte line
@@ -49,15 +50,6 @@ pub struct Cli {
     /// mode, which returns bytes unchanged.
     #[arg(long, value_enum, default_value_t = Encoding::Utf8)]
     pub encoding: Encoding,
-}
-
-/// `--mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ModeArg {
-    /// The envhub line protocol.
-    Sensor,
-    /// Every byte back, unchanged.
-    Echo,
 }
 
 /// `--encoding`: the text encoding spoken on the wire.
@@ -76,10 +68,7 @@ impl Cli {
     pub fn config(&self) -> Config {
         let max_clients = usize::try_from(self.max_clients).unwrap_or(usize::MAX);
         Config {
-            mode: match self.mode {
-                ModeArg::Sensor => Mode::Sensor,
-                ModeArg::Echo => Mode::Echo,
-            },
+            mode: self.mode,
             idle_timeout_ms: u64::try_from(self.idle_timeout.as_millis()).unwrap_or(u64::MAX),
             max_clients,
             max_per_source: self
@@ -103,6 +92,13 @@ fn parse_bind(text: &str) -> Result<SocketAddr, String> {
     addrs
         .next()
         .ok_or_else(|| format!("{text} resolves to no address"))
+}
+
+/// `--mode`: the core's names ([`Mode::NAMES`]), one mapping for every
+/// shell.
+fn parse_mode() -> impl clap::builder::TypedValueParser<Value = Mode> {
+    clap::builder::PossibleValuesParser::new(Mode::NAMES)
+        .map(|name| Mode::from_name(&name).unwrap_or_default())
 }
 
 /// Seconds, whole or with a fraction; not negative.
@@ -130,7 +126,7 @@ mod tests {
         assert_eq!(cli.bind, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(cli.max_clients, 1024);
         assert_eq!(cli.idle_timeout, Duration::from_secs(300));
-        assert_eq!(cli.mode, ModeArg::Sensor);
+        assert_eq!(cli.mode, Mode::Sensor);
         assert_eq!(cli.encoding, Encoding::Utf8);
         assert_eq!(cli.config(), Config::default());
     }
