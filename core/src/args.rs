@@ -84,14 +84,14 @@ where
             .or_else(|| args.next())
             .ok_or(ArgError::Missing(flag))?;
         let taken = match flag {
-            "--max-clients" => number(value, 0, u32::MAX.into())
+            "--max-clients" => number(value, 0, u32::MAX)
                 .map(|n| config.max_clients = n as usize)
                 .is_some(),
-            "--max-per-source" => number(value, 0, u32::MAX.into())
+            "--max-per-source" => number(value, 0, u32::MAX)
                 .map(|n| config.max_per_source = n as usize)
                 .is_some(),
-            "--idle-timeout" => number(value, 0, u64::MAX / 1000)
-                .map(|secs| config.idle_timeout_ms = secs * 1000)
+            "--idle-timeout" => number(value, 0, u32::MAX)
+                .map(|secs| config.idle_timeout_ms = u64::from(secs) * 1000)
                 .is_some(),
             "--mode" => Mode::from_name(value)
                 .map(|mode| config.mode = mode)
@@ -111,17 +111,18 @@ where
 }
 
 /// A decimal number of ASCII digits only (no sign, no spaces), from `min`
-/// to `max`. (Never inlined: the firmware calls it for every flag, and one
+/// to `max` (32 bits are enough for every flag: `--idle-timeout` counts
+/// seconds). (Never inlined: the firmware calls it for every flag, and one
 /// copy keeps its flash budget.)
 #[inline(never)]
-pub fn number(s: &str, min: u64, max: u64) -> Option<u64> {
+pub fn number(s: &str, min: u32, max: u32) -> Option<u32> {
     if s.is_empty() {
         return None;
     }
-    let mut n: u64 = 0;
+    let mut n: u32 = 0;
     for b in s.bytes() {
         let digit = b.checked_sub(b'0').filter(|d| *d < 10)?;
-        n = n.checked_mul(10)?.checked_add(u64::from(digit))?;
+        n = n.checked_mul(10)?.checked_add(u32::from(digit))?;
     }
     (min..=max).contains(&n).then_some(n)
 }
@@ -248,8 +249,16 @@ mod tests {
     #[test]
     fn numbers_addresses_and_macs() {
         assert_eq!(number("0", 0, 1), Some(0));
-        for bad in ["", "+80", "-1", "8o", "99999999999999999999999"] {
-            assert_eq!(number(bad, 0, u64::MAX), None, "{bad:?}");
+        assert_eq!(number("4294967295", 0, u32::MAX), Some(u32::MAX));
+        for bad in [
+            "",
+            "+80",
+            "-1",
+            "8o",
+            "4294967296",
+            "99999999999999999999999",
+        ] {
+            assert_eq!(number(bad, 0, u32::MAX), None, "{bad:?}");
         }
         assert_eq!(ipv4_cidr("10.0.0.7/8"), Some(([10, 0, 0, 7], 8)));
         assert_eq!(ipv4_cidr("0.0.0.255/32"), Some(([0, 0, 0, 255], 32)));

@@ -20,8 +20,9 @@ use crate::logging::Peer;
 
 /// How long an aborted socket waits for its reset to go out before the
 /// slot listens anyway (a peer whose address cannot be resolved never
-/// gets it, and must not hold the slot).
-pub(crate) const RESET_WAIT_MS: u64 = 1_000;
+/// gets it, and must not hold the slot). A reset that can be sent goes out
+/// in the poll that made it.
+pub(crate) const RESET_WAIT_MS: u64 = 100;
 /// Keep-alive interval while connected: lets smoltcp notice a peer that
 /// vanished without a FIN sooner than the idle timeout.
 pub(crate) const KEEP_ALIVE_MS: u64 = 15_000;
@@ -72,9 +73,9 @@ struct Client {
 // box it in), so the size difference costs nothing.
 #[allow(clippy::large_enum_variant)]
 enum Phase {
-    /// Listening, or a handshake under way (since `syn`, when the SYN was
-    /// first seen).
-    Listening { syn: Option<u64> },
+    /// Listening, or a handshake under way (smoltcp drops one that does not
+    /// complete within [`HANDSHAKE_TIMEOUT_MS`]).
+    Listening,
     /// Serving a client.
     Serving(Client),
     /// Closed or reset by the server; waiting until the socket may listen
@@ -98,7 +99,7 @@ impl Slot {
         Slot {
             handle,
             index,
-            phase: Phase::Listening { syn: None },
+            phase: Phase::Listening,
         }
     }
 
@@ -106,9 +107,10 @@ impl Slot {
     pub(crate) fn tune(socket: &mut Socket<'_>) {
         socket.set_ack_delay(Some(Duration::from_millis(ACK_DELAY_MS)));
         socket.set_nagle_enabled(false);
-        // The handshake timeout is the slot's own (see `accept`): smoltcp's
-        // would end in a reset that an unreachable peer never gets.
-        socket.set_timeout(None);
+        // A handshake that does not complete in time is reset by smoltcp;
+        // `settle` listens again even when that reset cannot be sent (an
+        // unreachable peer: a spoofed SYN).
+        socket.set_timeout(Some(Duration::from_millis(HANDSHAKE_TIMEOUT_MS)));
         socket.set_keep_alive(None);
     }
 
@@ -122,26 +124,11 @@ impl Slot {
     /// packet, so connections are accepted (and numbered) in the order
     /// their handshakes completed.
     pub(crate) fn accept(&mut self, socket: &mut Socket<'_>, cx: &mut Context<'_>, now: u64) {
-        let Phase::Listening { syn } = &mut self.phase else {
+        if !matches!(self.phase, Phase::Listening) {
             return;
-        };
+        }
         match socket.state() {
-            State::Listen => *syn = None,
-            State::SynReceived => {
-                let since = *syn.get_or_insert(now);
-                if now >= since.saturating_add(HANDSHAKE_TIMEOUT_MS) {
-                    event!(
-                        debug,
-                        "dropped a handshake from {} not completed within {} ms",
-                        Peer(socket.remote_endpoint()),
-                        HANDSHAKE_TIMEOUT_MS
-                    );
-                    // No reset: the peer may be unreachable (a spoofed
-                    // SYN), and listening again forgets the connection.
-                    socket.abort();
-                    self.reopen(socket, cx);
-                }
-            }
+            State::Listen | State::SynReceived => {}
             State::Established | State::CloseWait if cx.stopping => {
                 socket.abort();
                 self.phase = closing(socket, now);
@@ -198,7 +185,7 @@ impl Slot {
         now: u64,
     ) -> bool {
         match self.phase {
-            Phase::Listening { .. } => {
+            Phase::Listening => {
                 self.accept(socket, cx, now);
                 if matches!(self.phase, Phase::Serving(_)) {
                     return self.serve(socket, cx, now);
@@ -372,7 +359,7 @@ impl Slot {
         match socket.listen(cx.config.port) {
             Ok(()) => {
                 Slot::tune(socket);
-                self.phase = Phase::Listening { syn: None };
+                self.phase = Phase::Listening;
             }
             Err(_) => socket.abort(),
         }
@@ -383,7 +370,7 @@ impl Slot {
     /// `shutting_down` and close.
     pub(crate) fn shutdown(&mut self, socket: &mut Socket<'_>, now: u64) {
         match &mut self.phase {
-            Phase::Listening { .. } => {
+            Phase::Listening => {
                 // No RST for a plain listener; one for a handshake under way.
                 socket.abort();
                 self.phase = closing(socket, now);
@@ -408,8 +395,7 @@ impl Slot {
                 ),
                 _ => Some(since.saturating_add(CLOSE_TIMEOUT_MS)),
             },
-            Phase::Listening { syn } => syn.map(|t| t.saturating_add(HANDSHAKE_TIMEOUT_MS)),
-            Phase::Stopped => None,
+            Phase::Listening | Phase::Stopped => None,
         }
     }
 }

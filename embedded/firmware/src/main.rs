@@ -177,7 +177,7 @@ mod fw {
                 log!(
                     uart,
                     "usage: envhub-fw [--ip ADDR/PREFIX] [--port N] [--max-clients 1..8] ",
-                    "[--max-per-source N] [--idle-timeout SECS] [--mode sensor|echo]"
+                    "[--idle-timeout SECS] [--mode sensor|echo]"
                 );
                 halt(2)
             }
