@@ -47,8 +47,8 @@ pub const SHUTDOWN_EXIT_MS: u64 = 1_800;
 
 /// A TCP handshake that has not completed this long after the SYN arrived
 /// is dropped and its slot listens again (shells with their own TCP stack:
-/// `envhub-tap` and the firmware). No reset is needed: a peer that never
-/// completes the handshake may well be unreachable.
+/// `envhub-tap` and the firmware), even when the reset cannot be sent: a
+/// peer that never completes the handshake may well be unreachable.
 pub const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
 
 /// Largest single reply chunk: a reading acknowledgement, a `stats` reply,
