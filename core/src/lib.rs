@@ -39,7 +39,7 @@ pub mod store;
 pub use connection::{turn_away, Close, Config, Connection, Mode, Progress, Reason};
 pub use decimal::Tenths;
 pub use error::{ErrorCode, Field};
-pub use hub::{Hub, LocalHub};
+pub use hub::{Hub, LocalHub, Outcome, Ticket};
 pub use reading::{Location, Reading};
 pub use reply::BUSY;
 pub use request::{decode, Request};
