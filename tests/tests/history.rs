@@ -70,9 +70,9 @@ fn ack(location: &str, seq: u64) -> String {
 // kill -9 under load, then a restart
 // =============================================================================================
 
-/// One client pipelining batches of 16 readings until the server dies (or
-/// 20 s, or 50 000 readings); returns the sequence numbers of the readings
-/// whose complete ack it received.
+/// One client pipelining batches of 16 readings until the server dies or
+/// stops (or 20 s, or 50 000 readings); returns the sequence numbers of the
+/// readings whose complete ack it received.
 fn pipeline(addr: SocketAddr, location: String) -> Vec<u64> {
     let stream = TcpStream::connect(addr).expect("connect");
     stream
@@ -93,6 +93,9 @@ fn pipeline(addr: SocketAddr, location: String) -> Vec<u64> {
             let mut reply = String::new();
             match reader.read_line(&mut reply) {
                 Ok(_) if reply.ends_with('\n') => {
+                    if reply.trim_end() == error("shutting_down") {
+                        return acked;
+                    }
                     assert_eq!(reply.trim_end(), ack(&location, q));
                     acked.push(q);
                 }
@@ -105,28 +108,14 @@ fn pipeline(addr: SocketAddr, location: String) -> Vec<u64> {
     acked
 }
 
-/// 8 clients pipeline readings; the server is killed with SIGKILL; every
-/// reading whose ack a client received is a row. Then a restart restores
-/// `latest` from the newest rows, with ages counted from their `ts_ms`.
-fn kill_9_loses_no_acknowledged_reading(shell: Shell) {
-    let dir = TempDir::new().unwrap();
-    let db = dir.path().join("envhub.db");
-    let mut server = Server::start(shell, Opts::default().db(&db));
-    let addr = server.addr();
-    let clients: Vec<_> = (0..8)
-        .map(|c| {
-            let location = format!("room{c}");
-            std::thread::spawn(move || (format!("room{c}"), pipeline(addr, location)))
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(1500));
-    server.kill9();
-    let acked: Vec<(String, Vec<u64>)> = clients.into_iter().map(|c| c.join().unwrap()).collect();
-
-    let rows = rows(&db);
+/// Checks that every acknowledged reading of `acked` is a row of `db`;
+/// returns the rows.
+#[track_caller]
+fn all_acked_are_rows(db: &Path, acked: &[(String, Vec<u64>)]) -> Vec<Row> {
+    let rows = rows(db);
     let total: usize = acked.iter().map(|(_, a)| a.len()).sum();
-    assert!(total > 0, "no reading was acknowledged before the kill");
-    for (location, seqs) in &acked {
+    assert!(total > 0, "no reading was acknowledged");
+    for (location, seqs) in acked {
         let kept: std::collections::HashSet<i64> = rows
             .iter()
             .filter(|r| &r.2 == location)
@@ -140,10 +129,37 @@ fn kill_9_loses_no_acknowledged_reading(shell: Shell) {
             );
         }
     }
-    eprintln!(
-        "{total} acknowledged readings, {} rows after kill -9",
-        rows.len()
-    );
+    eprintln!("{total} acknowledged readings, {} rows", rows.len());
+    rows
+}
+
+/// Starts `n` clients pipelining readings to `server`, each on its own
+/// location `room<i>`.
+fn pipelining_clients(
+    server: &Server,
+    n: usize,
+) -> Vec<std::thread::JoinHandle<(String, Vec<u64>)>> {
+    let addr = server.addr();
+    (0..n)
+        .map(|c| {
+            let location = format!("room{c}");
+            std::thread::spawn(move || (location.clone(), pipeline(addr, location)))
+        })
+        .collect()
+}
+
+/// 8 clients pipeline readings; the server is killed with SIGKILL; every
+/// reading whose ack a client received is a row. Then a restart restores
+/// `latest` from the newest rows, with ages counted from their `ts_ms`.
+fn kill_9_loses_no_acknowledged_reading(shell: Shell) {
+    let dir = TempDir::new().unwrap();
+    let db = dir.path().join("envhub.db");
+    let mut server = Server::start(shell, Opts::default().db(&db));
+    let clients = pipelining_clients(&server, 8);
+    std::thread::sleep(Duration::from_millis(1500));
+    server.kill9();
+    let acked: Vec<(String, Vec<u64>)> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let rows = all_acked_are_rows(&db, &acked);
 
     // Restart on the same file: `latest` is the newest row of each room.
     let server = Server::start(shell, Opts::default().db(&db));
@@ -175,6 +191,27 @@ fn kill_9_loses_no_acknowledged_reading(shell: Shell) {
             before - newest.1
         );
     }
+}
+
+/// SIGTERM while 4 clients pipeline readings: the server exits with 0
+/// within 2 s and every acknowledged reading is a row (what was queued got
+/// committed, and nothing was acknowledged that was not).
+fn sigterm_commits_everything_queued(shell: Shell) {
+    let dir = TempDir::new().unwrap();
+    let db = dir.path().join("envhub.db");
+    let mut server = Server::start(shell, Opts::default().db(&db));
+    let clients = pipelining_clients(&server, 4);
+    std::thread::sleep(Duration::from_millis(700));
+    server.signal(Signal::SIGTERM);
+    let signalled = Instant::now();
+    let status = server
+        .wait_exit(Duration::from_millis(2500))
+        .expect("exit within 2 s of SIGTERM");
+    assert!(status.success(), "{status}");
+    eprintln!("exited {:?} after SIGTERM", signalled.elapsed());
+    let acked: Vec<(String, Vec<u64>)> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    all_acked_are_rows(&db, &acked);
+    assert!(server.log().contains("everything queued is committed"));
 }
 
 // =============================================================================================
@@ -494,6 +531,7 @@ fn retention_deletes_old_rows_and_only_those(shell: Shell) {
 e2e_tests! {
     #[shells(host)]
     kill_9_loses_no_acknowledged_reading,
+    sigterm_commits_everything_queued,
     a_full_disk_gives_storage_error_and_acks_resume,
     bad_files_exit_2_with_one_line,
     echo_mode_opens_no_database,
