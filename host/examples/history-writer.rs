@@ -60,10 +60,9 @@ fn main() {
                             panic!("not pending: {outcome:?}");
                         };
                         loop {
-                            let seen = hub.commits();
                             match client.outcome(ticket) {
                                 Outcome::Pending(_) => {
-                                    hub.wait_commit(seen, Duration::from_millis(100))
+                                    hub.wait_decided(ticket, Duration::from_millis(100))
                                 }
                                 Outcome::Kept => break,
                                 other => panic!("{other:?}"),

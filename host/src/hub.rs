@@ -195,6 +195,15 @@ impl SharedHub {
         }
     }
 
+    /// Waits until the history decided `ticket` (see
+    /// [`envhub_core::Connection::awaited_ticket`]), or `timeout` (at once
+    /// without history).
+    pub fn wait_decided(&self, ticket: Ticket, timeout: Duration) {
+        if let Some(history) = &self.history {
+            history.wait_decided(ticket, timeout);
+        }
+    }
+
     /// Commits what the history has queued and stops its writer.
     pub fn close_history(&self) {
         if let Some(history) = &self.history {

@@ -224,7 +224,6 @@ impl<C: Codec> Worker<'_, C> {
             }
 
             // Let the core answer what came in (or write what it still owes).
-            let commits = self.shared.hub.commits();
             let p = conn.handle_input(now, &input[..in_len], &mut out[..room], &mut hub);
             if p.consumed > 0 {
                 input.copy_within(p.consumed..in_len, 0);
@@ -269,10 +268,10 @@ impl<C: Codec> Worker<'_, C> {
 
             // Replies wait for the history's commit: wait for it (not for
             // the socket, which is not read meanwhile).
-            if conn.awaits_hub() {
+            if let Some(ticket) = conn.awaited_ticket() {
                 let left = self.deadline(conn).saturating_sub(now);
                 let wait = Duration::from_millis(left.min(HUB_WAIT_MS));
-                self.shared.hub.wait_commit(commits, wait);
+                self.shared.hub.wait_decided(ticket, wait);
                 continue;
             }
 

@@ -17,7 +17,7 @@
 
 use super::{Connection, State};
 use crate::error::ErrorCode;
-use crate::hub::{Hub, Outcome};
+use crate::hub::{Hub, Outcome, Ticket};
 use crate::limits::MAX_LINE;
 use crate::reading::Reading;
 use crate::reply::Reply;
@@ -68,6 +68,16 @@ impl<const WAIT: usize> Connection<WAIT> {
     /// calls [`Connection::handle_input`] again, with the input it kept.
     pub fn awaits_hub(&self) -> bool {
         matches!(self.pending, Some((Reply::Awaiting(..), _)))
+    }
+
+    /// The ticket of the reading whose reply is next while it waits for the
+    /// hub ([`Connection::awaits_hub`]): a shell whose hub can wake it per
+    /// ticket waits for this one.
+    pub fn awaited_ticket(&self) -> Option<Ticket> {
+        match &self.pending {
+            Some((Reply::Awaiting(ticket, _), _)) => Some(*ticket),
+            _ => None,
+        }
     }
 
     /// The reply for a reading the hub answered `outcome` about; errors are
@@ -159,7 +169,7 @@ mod tests {
     extern crate std;
     use super::*;
     use crate::connection::{Close, Config, Mode, Progress};
-    use crate::hub::{LocalHub, Ticket};
+    use crate::hub::LocalHub;
     use crate::limits::MAX_LOCATIONS;
     use crate::reading::Location;
     use crate::stats::{Counters, Stats};
@@ -346,12 +356,14 @@ mod tests {
         let mut f = fixture();
         assert_eq!(f.drive(reading("hall", 1).as_bytes()), "");
         assert!(f.conn.awaits_hub());
+        assert_eq!(f.conn.awaited_ticket(), Some(Ticket(1)));
         assert!(!f.conn.wants_input());
         assert_eq!(f.hub.store.len(), 0);
         assert_eq!(f.wake(), "", "nothing decided yet");
         f.hub.commit();
         assert_eq!(f.wake(), ack("hall", 1));
         assert!(!f.conn.awaits_hub());
+        assert_eq!(f.conn.awaited_ticket(), None);
         assert!(f.conn.wants_input());
         assert_eq!(f.hub.stats.readings, 1);
     }

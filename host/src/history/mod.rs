@@ -151,6 +151,12 @@ impl History {
         self.shared.wait_commit(seen, timeout);
     }
 
+    /// Parks the calling thread until `ticket` is decided (the transaction
+    /// holding it ended), or `timeout`; only that transaction wakes it.
+    pub fn wait_decided(&self, ticket: Ticket, timeout: Duration) {
+        self.shared.wait_decided(ticket, timeout);
+    }
+
     /// Calls `hook` after every transaction, on the writer thread (an
     /// event loop's waker). Keep it short; it must not block.
     pub fn on_commit(&self, hook: Box<dyn Fn() + Send + std::marker::Sync>) {

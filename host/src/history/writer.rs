@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
+use std::thread::{self, JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 use envhub_core::{Outcome, Reading, Ticket};
@@ -73,6 +73,9 @@ pub struct Shared {
     committed: Condvar,
     /// Called after each transaction.
     hooks: Mutex<Vec<Hook>>,
+    /// Threads parked until a ticket is decided: woken by the transaction
+    /// that decides it, and by no other.
+    waiters: Mutex<Vec<(u64, Thread)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -137,6 +140,28 @@ impl Shared {
         });
     }
 
+    /// Parks the calling thread until `ticket` is decided, or `timeout`. Only
+    /// the transaction that decides it wakes the thread (a condition
+    /// variable would wake every waiting connection at every commit).
+    pub fn wait_decided(&self, ticket: Ticket, timeout: Duration) {
+        let decided = || self.done_through.load(Ordering::Acquire) > ticket.0;
+        if decided() {
+            return;
+        }
+        lock(&self.waiters).push((ticket.0, thread::current()));
+        // Decided between the check and the push: the writer may have
+        // looked at the waiters already.
+        if decided() {
+            return;
+        }
+        thread::park_timeout(timeout);
+        if !decided() {
+            // Timed out: nobody removed the entry.
+            let me = thread::current().id();
+            lock(&self.waiters).retain(|(_, t)| t.id() != me);
+        }
+    }
+
     /// Calls `hook` after every transaction.
     pub fn on_commit(&self, hook: Hook) {
         lock(&self.hooks).push(hook);
@@ -176,6 +201,13 @@ impl Shared {
             map.extend(refused.into_iter().map(|(t, o)| (t, (o, now))));
         }
         self.done_through.store(last + 1, Ordering::Release);
+        lock(&self.waiters).retain(|(ticket, thread)| {
+            let done = *ticket <= last;
+            if done {
+                thread.unpark();
+            }
+            !done
+        });
         {
             let _guard = lock(&self.commit_lock);
             self.commits.fetch_add(1, Ordering::AcqRel);
