@@ -173,9 +173,10 @@ impl Shared {
         self.work.notify_all();
     }
 
-    /// Waits up to `wait` for work; takes every queued reading. True as the
-    /// second value once closed.
-    fn take(&self, wait: Duration) -> (Vec<Queued>, bool) {
+    /// Waits up to `wait` for work; swaps every queued reading into `batch`
+    /// (which must be empty, and whose room the queue takes over). True once
+    /// closed.
+    fn take(&self, wait: Duration, batch: &mut Vec<Queued>) -> bool {
         let deadline = Instant::now() + wait;
         let mut queue = lock(&self.queue);
         while queue.items.is_empty() && !queue.closed {
@@ -188,7 +189,8 @@ impl Shared {
                 .wait_timeout(queue, left)
                 .map_or_else(|p| p.into_inner().0, |(q, _)| q);
         }
-        (std::mem::take(&mut queue.items), queue.closed)
+        std::mem::swap(&mut queue.items, batch);
+        queue.closed
     }
 
     /// Records the end of a transaction over tickets up to `last`, wakes
@@ -257,13 +259,15 @@ struct Writer {
 
 impl Writer {
     fn run(mut self) {
+        let mut batch = Vec::new();
         loop {
             let wait = if self.more_old {
                 Duration::ZERO
             } else {
                 self.next_sweep.saturating_duration_since(Instant::now())
             };
-            let (batch, closed) = self.shared.take(wait);
+            batch.clear();
+            let closed = self.shared.take(wait, &mut batch);
             if batch.is_empty() {
                 if closed {
                     break;
