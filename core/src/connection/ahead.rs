@@ -67,13 +67,16 @@ impl<const WAIT: usize> Connection<WAIT> {
     /// The shell then waits for the hub's signal (not for the socket) and
     /// calls [`Connection::handle_input`] again, with the input it kept.
     pub fn awaits_hub(&self) -> bool {
-        matches!(self.pending, Some((Reply::Awaiting(..), _)))
+        self.awaited_ticket().is_some()
     }
 
     /// The ticket of the reading whose reply is next while it waits for the
     /// hub ([`Connection::awaits_hub`]): a shell whose hub can wake it per
     /// ticket waits for this one.
     pub fn awaited_ticket(&self) -> Option<Ticket> {
+        if WAIT == 0 {
+            return None;
+        }
         match &self.pending {
             Some((Reply::Awaiting(ticket, _), _)) => Some(*ticket),
             _ => None,
@@ -81,7 +84,10 @@ impl<const WAIT: usize> Connection<WAIT> {
     }
 
     /// The reply for a reading the hub answered `outcome` about; errors are
-    /// counted here, once.
+    /// counted here, once. Without a queue (`WAIT` 0: shells whose hub
+    /// answers at once) a `Pending` answer is not waited for: the reading
+    /// was not kept as far as the client can know, `storage_error`. (This
+    /// keeps all of the waiting out of the firmware's flash.)
     pub(super) fn settled<H: Hub + ?Sized>(
         &mut self,
         outcome: Outcome,
@@ -90,7 +96,8 @@ impl<const WAIT: usize> Connection<WAIT> {
     ) -> Reply {
         let code = match outcome {
             Outcome::Kept => return Reply::Stored(reading),
-            Outcome::Pending(ticket) => return Reply::Awaiting(ticket, reading),
+            Outcome::Pending(ticket) if WAIT > 0 => return Reply::Awaiting(ticket, reading),
+            Outcome::Pending(_) => ErrorCode::StorageError,
             Outcome::StoreFull => ErrorCode::StoreFull,
             Outcome::StorageError => ErrorCode::StorageError,
         };
@@ -101,6 +108,9 @@ impl<const WAIT: usize> Connection<WAIT> {
     /// Asks the hub about an awaited head reply; false while it has no
     /// answer yet.
     pub(super) fn settle<H: Hub + ?Sized>(&mut self, hub: &mut H) -> bool {
+        if WAIT == 0 {
+            return true;
+        }
         let Some((Reply::Awaiting(ticket, reading), _)) = &self.pending else {
             return true;
         };
@@ -117,7 +127,7 @@ impl<const WAIT: usize> Connection<WAIT> {
     /// With nothing at the head, moves the oldest reading submitted ahead
     /// there; true if there was one.
     pub(super) fn next_awaited<H: Hub + ?Sized>(&mut self, hub: &mut H) -> bool {
-        if self.pending.is_some() {
+        if WAIT == 0 || self.pending.is_some() {
             return false;
         }
         let Some((outcome, reading)) = self.ahead.pop() else {
@@ -137,7 +147,8 @@ impl<const WAIT: usize> Connection<WAIT> {
         input: &[u8],
         hub: &mut H,
     ) -> Option<usize> {
-        if !self.awaits_hub()
+        if WAIT == 0
+            || !self.awaits_hub()
             || self.ahead.is_full()
             || self.discarding
             || !self.line.is_empty()
@@ -297,6 +308,7 @@ mod tests {
         Config {
             mode: Mode::Sensor,
             idle_timeout_ms: 10_000,
+            ..Config::default()
         }
     }
 
@@ -505,6 +517,27 @@ mod tests {
         assert_eq!(f.wake(), ack("b", 2));
     }
 
+    #[test]
+    fn a_slow_hub_is_no_write_stall() {
+        let mut f = fixture();
+        let mut input = reading("hall", 1).into_bytes();
+        input.extend_from_slice(reading("hall", 2).trim_end().as_bytes());
+        assert_eq!(f.drive(&input), "");
+        f.conn
+            .handle_timeout(crate::limits::WRITE_STALL_MS + 1, &mut f.hub);
+        assert_eq!(f.conn.poll_close(), None, "open, waiting");
+        // Closing (EOF) with the final line's ack still waiting.
+        f.conn.handle_eof();
+        f.hub.commit();
+        assert_eq!(f.wake(), ack("hall", 1));
+        f.conn
+            .handle_timeout(crate::limits::WRITE_STALL_MS * 4, &mut f.hub);
+        assert_eq!(f.conn.poll_close(), None, "draining, waiting");
+        f.hub.commit();
+        assert_eq!(f.wake(), ack("hall", 2));
+        assert_eq!(f.conn.poll_close(), Some(Close::Graceful));
+    }
+
     // =========================================================================================
     // Closing while readings wait
     // =========================================================================================
@@ -564,21 +597,18 @@ mod tests {
     // =========================================================================================
 
     #[test]
-    fn without_a_queue_readings_go_one_at_a_time() {
+    fn without_a_queue_a_pending_answer_is_storage_error() {
         let mut conn = Connection::new(1, 0, config());
         let mut hub = Deferred::new();
-        let (input, acks) = batch(0..3);
-        let mut rest: &[u8] = &input;
-        let mut all = String::new();
-        for _ in 0..10 {
-            let mut out = [0u8; 256];
-            let p = conn.handle_input(0, rest, &mut out, &mut hub);
-            rest = &rest[p.consumed..];
-            all += core::str::from_utf8(&out[..p.written]).unwrap();
-            assert!(hub.queued.len() <= 1);
-            hub.commit();
-        }
-        assert_eq!(all, acks);
-        assert_eq!(hub.submitted, 3);
+        let (input, _) = batch(0..2);
+        let mut out = [0u8; 256];
+        let p = conn.handle_input(0, &input, &mut out, &mut hub);
+        assert_eq!(p.consumed, input.len());
+        assert_eq!(
+            core::str::from_utf8(&out[..p.written]).unwrap(),
+            error("storage_error").repeat(2)
+        );
+        assert!(!conn.awaits_hub());
+        assert_eq!(hub.stats.errors, 2);
     }
 }
