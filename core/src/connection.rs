@@ -127,7 +127,10 @@ pub struct Connection<const WAIT: usize = 0> {
 
 impl Connection {
     /// A new connection with id `id` (from [`crate::Stats::open`] or the
-    /// shell's own counter), accepted at `now`.
+    /// shell's own counter), accepted at `now`, for a hub that answers
+    /// readings at once ([`crate::LocalHub`]). A hub that answers
+    /// [`crate::Outcome::Pending`] needs [`Connection::with_queue`]; here
+    /// such a reading is answered `storage_error`.
     pub fn new(id: u64, now: u64, config: Config) -> Self {
         Self::with_queue(id, now, config)
     }
