@@ -79,7 +79,13 @@ fn main() {
         println!("plan: {rows:?}");
     }
 
-    let server = Server::bind(&Cli::parse_from(["envhub", "--bind", "127.0.0.1:0"])).unwrap();
+    let server = Server::bind(&Cli::parse_from([
+        "envhub",
+        "--bind",
+        "127.0.0.1:0",
+        "--no-db",
+    ]))
+    .unwrap();
     let opts = Options {
         addr: "127.0.0.1:0".parse().unwrap(),
         max_clients: 64,

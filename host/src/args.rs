@@ -48,6 +48,9 @@ pub enum Command {
 impl Args {
     /// The server's flags when the command line asks to serve; `None` for a
     /// client subcommand.
+    // Called once at start: a large `Err` (the server's flags are many)
+    // costs nothing here.
+    #[allow(clippy::result_large_err)]
     pub fn serve_flags(self) -> Result<Cli, Command> {
         match self.command {
             None => Ok(self.serve),

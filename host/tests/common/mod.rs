@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use envhub_core::{Location, Tenths};
-use envhub_host::http::{history::SCHEMA_FOR_TESTS, Http, Options};
+use envhub_host::http::{Http, Options};
 use envhub_host::services::Kept;
 use envhub_host::{Cli, Server, Shared, Shutdown};
 
@@ -54,20 +54,21 @@ impl Rig {
 
     fn start(rows: Option<&[Row]>, max_clients: usize) -> Rig {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let db = rows.map(|rows| {
-            let path = dir.path().join("envhub.db");
-            fill(&path, rows);
-            path
-        });
-        let cli = Cli::parse_from(["envhub", "--bind", "127.0.0.1:0"]);
-        let server = Server::bind(&cli).expect("bind the sensor port");
+        let db = rows.map(|_| dir.path().join("envhub.db"));
+        let mut argv = vec!["envhub".to_owned(), "--bind".into(), "127.0.0.1:0".into()];
+        match &db {
+            // The server's own history: it creates the schema and writes
+            // every reading it acknowledges.
+            Some(path) => argv.extend(["--db".into(), path.display().to_string()]),
+            None => argv.push("--no-db".into()),
+        }
+        let server = Server::bind(&Cli::parse_from(argv)).expect("start the server");
         let tcp = server.local_addr().unwrap();
         let shared = server.shared();
-        if db.is_some() {
-            let status = &shared.hub.services().status;
-            status
-                .history
-                .store(true, std::sync::atomic::Ordering::Relaxed);
+        // Older rows, as if received before: written beside the server's
+        // writer (WAL lets both), before the HTTP side reads the newest.
+        if let (Some(path), Some(rows)) = (&db, rows) {
+            fill(path, rows);
         }
         let opts = Options {
             addr: "127.0.0.1:0".parse().unwrap(),
@@ -104,13 +105,12 @@ impl Rig {
         replies
     }
 
-    /// What the history writer does after a commit: appends `row` to the
-    /// database and publishes it to the feed with its row id.
-    // TODO(history): once the server writes the history itself, send over
-    // TCP instead.
+    /// A row with a chosen time, beside the server's writer, published to
+    /// the feed with its row id as the writer would.
     pub fn commit(&self, row: &Row) -> i64 {
         let path = self.db.as_ref().expect("history on");
         let c = rusqlite::Connection::open(path).unwrap();
+        c.busy_timeout(Duration::from_secs(5)).unwrap();
         c.execute(
             "INSERT INTO readings (ts_ms, location, temp, hum, seq) VALUES (?1, ?2, ?3, ?4, ?5)",
             rusqlite::params![row.ts_ms, row.location, row.temp, row.hum, row.seq],
@@ -177,12 +177,10 @@ impl Row {
     }
 }
 
-/// Creates the history schema at `path` (WAL) and inserts `rows` in order.
-// TODO(history): use the server's own schema once it lands on main.
+/// Inserts `rows` in order into the server's database at `path`.
 pub fn fill(path: &Path, rows: &[Row]) {
     let mut c = rusqlite::Connection::open(path).unwrap();
-    c.pragma_update(None, "journal_mode", "WAL").unwrap();
-    c.execute_batch(SCHEMA_FOR_TESTS).unwrap();
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
     let tx = c.transaction().unwrap();
     {
         let mut ins = tx
