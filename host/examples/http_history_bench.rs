@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use envhub_host::http::history::{BUCKETS_SQL, SCHEMA_FOR_TESTS};
+use envhub_host::history::schema::SCHEMA;
+use envhub_host::http::history::BUCKETS_SQL;
 use envhub_host::http::{Http, Options};
 use envhub_host::services::unix_ms;
 use envhub_host::{Cli, Server};
@@ -38,7 +39,7 @@ fn main() {
         let t = Instant::now();
         let mut c = rusqlite::Connection::open(&path).expect("create the database");
         c.pragma_update(None, "journal_mode", "WAL").unwrap();
-        c.execute_batch(SCHEMA_FOR_TESTS).unwrap();
+        c.execute_batch(SCHEMA).unwrap();
         let tx = c.transaction().unwrap();
         {
             let mut ins = tx

@@ -219,19 +219,6 @@ fn tenths(x: f64) -> Tenths {
     Tenths(t.clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16)
 }
 
-/// The schema of the History issue, for tests that fill a database
-/// themselves.
-pub const SCHEMA_FOR_TESTS: &str = "\
-CREATE TABLE readings (
-  id       INTEGER PRIMARY KEY,
-  ts_ms    INTEGER NOT NULL,
-  location TEXT    NOT NULL,
-  temp     REAL    NOT NULL,
-  hum      REAL    NOT NULL,
-  seq      INTEGER
-);
-CREATE INDEX readings_by_location ON readings(location, ts_ms);";
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,7 +227,7 @@ mod tests {
         let path = dir.join("h.db");
         let c = Connection::open(&path).unwrap();
         c.pragma_update(None, "journal_mode", "WAL").unwrap();
-        c.execute_batch(SCHEMA_FOR_TESTS).unwrap();
+        c.execute_batch(crate::history::schema::SCHEMA).unwrap();
         (path, c)
     }
 
