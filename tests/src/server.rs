@@ -222,7 +222,11 @@ impl Server {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", ns.name()])
             .args(qemu::argv(&qemu));
-        let (child, log, listening) = spawn(cmd);
+        let decoder = match qemu::LogDecoder::new(elf) {
+            Ok(decoder) => decoder,
+            Err(e) => panic!("firmware log: {e}"),
+        };
+        let (child, log, listening) = spawn_with(cmd, Some(decoder));
         let addr = SocketAddrV4::new(netns::SERVER_IP, TAP_PORT);
         let mut server = Server {
             shell: Shell::Firmware,
@@ -356,7 +360,16 @@ impl Drop for Server {
 
 /// Spawns `cmd` with its output captured into a log; the receiver gets the
 /// address of the first `listening on ADDR` line on stdout.
-fn spawn(mut cmd: Command) -> (Child, Arc<Mutex<Vec<u8>>>, mpsc::Receiver<String>) {
+fn spawn(cmd: Command) -> (Child, Arc<Mutex<Vec<u8>>>, mpsc::Receiver<String>) {
+    spawn_with(cmd, None)
+}
+
+/// [`spawn`], with stdout decoded by `decoder` (the firmware's defmt log)
+/// when given.
+fn spawn_with(
+    mut cmd: Command,
+    decoder: Option<qemu::LogDecoder>,
+) -> (Child, Arc<Mutex<Vec<u8>>>, mpsc::Receiver<String>) {
     // Servers log to stderr; the log is shown when a test fails.
     if std::env::var_os("RUST_LOG").is_none() {
         cmd.env("RUST_LOG", "info");
@@ -370,23 +383,40 @@ fn spawn(mut cmd: Command) -> (Child, Arc<Mutex<Vec<u8>>>, mpsc::Receiver<String
     };
     let log = Arc::new(Mutex::new(Vec::new()));
     let (tx, rx) = mpsc::channel();
-    if let Some(stdout) = child.stdout.take() {
-        let log = Arc::clone(&log);
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = Vec::new();
-            // Ends when the server closes stdout (it exits or is killed).
-            while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
-                let text = String::from_utf8_lossy(&line);
-                if let Some(addr) = text.trim_end().strip_prefix("listening on ") {
-                    let _ = tx.send(addr.to_owned());
+    match (child.stdout.take(), decoder) {
+        (Some(stdout), Some(decoder)) => {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                // Ends when QEMU closes stdout (it exits or is killed).
+                decoder.run(stdout, |line| {
+                    if let Some(addr) = qemu::message(&line).strip_prefix("listening on ") {
+                        let _ = tx.send(addr.to_owned());
+                    }
+                    let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+                    log.extend_from_slice(line.as_bytes());
+                    log.push(b'\n');
+                });
+            });
+        }
+        (Some(stdout), None) => {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stdout);
+                let mut line = Vec::new();
+                // Ends when the server closes stdout (it exits or is killed).
+                while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                    let text = String::from_utf8_lossy(&line);
+                    if let Some(addr) = text.trim_end().strip_prefix("listening on ") {
+                        let _ = tx.send(addr.to_owned());
+                    }
+                    log.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend_from_slice(&line);
+                    line.clear();
                 }
-                log.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .extend_from_slice(&line);
-                line.clear();
-            }
-        });
+            });
+        }
+        (None, _) => {}
     }
     if let Some(mut stderr) = child.stderr.take() {
         let log = Arc::clone(&log);
