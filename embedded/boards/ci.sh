@@ -225,6 +225,7 @@ if [ "$(id -u)" != 0 ]; then
 elif ! command -v ip >/dev/null || ! command -v python3 >/dev/null; then
     skip "network test needs ip and python3"
 else
+    command -v ping >/dev/null || apt_install iputils-ping
     NETNS="envhub-fw-$$"
     ip netns add "$NETNS"
     ip netns exec "$NETNS" ip link set lo up
