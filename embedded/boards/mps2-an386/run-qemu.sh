@@ -2,7 +2,7 @@
 # cargo's runner for the MPS2 board: boots ELF $1 in QEMU (no network; the
 # semihosting command line is the rest of the arguments) and decodes its
 # defmt log from the UART with defmt-print.
-#   cargo run --release -- --port 9000
+#   cargo run --release --features semihosting -- --port 9000
 set -euo pipefail
 elf=$1
 shift

@@ -22,7 +22,7 @@
 #![deny(unsafe_code)]
 
 pub mod clock;
-#[cfg(target_os = "none")]
+#[cfg(any(target_os = "none", test))]
 mod mem;
 #[cfg(target_os = "none")]
 pub mod rt;

@@ -66,6 +66,7 @@ unsafe fn copy(dest: *mut u8, src: *const u8, n: usize) {
 /// # Safety
 ///
 /// `src` is readable and `dest` writable for `n` bytes.
+#[cfg(target_os = "none")]
 #[no_mangle]
 pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
     // SAFETY: the caller's contract.
@@ -78,6 +79,7 @@ pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut
 /// # Safety
 ///
 /// `src` is readable and `dest` writable for `n` bytes.
+#[cfg(target_os = "none")]
 #[no_mangle]
 pub unsafe extern "C" fn memmove(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
     // SAFETY: the caller's contract.
@@ -95,6 +97,7 @@ macro_rules! aeabi {
         /// # Safety
         ///
         /// `src` is readable and `dest` writable for `n` bytes.
+        #[cfg(target_os = "none")]
         #[no_mangle]
         pub unsafe extern "C" fn $name(dest: *mut u8, src: *const u8, n: usize) {
             // SAFETY: the caller's contract.
@@ -111,3 +114,36 @@ aeabi!(
     __aeabi_memmove4,
     __aeabi_memmove8
 );
+
+#[cfg(test)]
+mod tests {
+    use super::copy;
+
+    /// `copy` of `n` bytes from `from` to `to` within one buffer, checked
+    /// against `copy_within`.
+    fn check(from: usize, to: usize, n: usize) {
+        let mut want: Vec<u8> = (0..64).collect();
+        want.copy_within(from..from + n, to);
+        let mut got: Vec<u8> = (0..64).collect();
+        let base = got.as_mut_ptr();
+        // SAFETY: both ranges lie within the 64-byte buffer.
+        unsafe { copy(base.add(to), base.add(from), n) };
+        assert_eq!(got, want, "from {from} to {to}, {n} bytes");
+    }
+
+    #[test]
+    fn copies_apart_and_overlapping_both_ways() {
+        for (from, to, n) in [
+            (0, 32, 32),
+            (32, 0, 32),
+            (0, 1, 63),
+            (1, 0, 63),
+            (10, 13, 20),
+            (13, 10, 20),
+            (5, 5, 10),
+            (7, 40, 0),
+        ] {
+            check(from, to, n);
+        }
+    }
+}
