@@ -93,6 +93,7 @@ cargo fmt --all --check
 cargo clippy --target "$HOST" --all-targets -- -D warnings
 (cd mps2-an386 && cargo clippy --release -- -D warnings)
 (cd mps2-an386 && cargo clippy --release --features semihosting,overflow-test -- -D warnings)
+(cd mps2-an386 && cargo clippy --release --features semihosting,panic-test -- -D warnings)
 (cd nucleo-f767zi && cargo clippy --release -- -D warnings)
 
 # Builds board $1's release firmware (binary $2) with features $4 and copies
@@ -137,6 +138,7 @@ check_size "$WORK/mps2-board.elf" 40 40
 build mps2-an386 envhub-fw mps2-semihosting semihosting
 check_size "$WORK/mps2-semihosting.elf" 48 40
 build mps2-an386 envhub-fw mps2-overflow semihosting,overflow-test
+build mps2-an386 envhub-fw mps2-panic semihosting,panic-test
 build nucleo-f767zi envhub-nucleo nucleo
 check_size "$WORK/nucleo.elf"
 if [ "$MODE" = build ]; then
@@ -213,6 +215,11 @@ status=$(qemu_run "$WORK/mps2-overflow.elf" overflow -semihosting-config enable=
 [ "$status" = 103 ] && grep -q "fatal: stack overflow" "$WORK/overflow.out" ||
     { cat "$WORK/overflow.out"; fail "stack overflow not caught (status $status)"; }
 echo "overflow-test build: stack overflow caught by the guard, logged, QEMU exited with 103"
+
+status=$(qemu_run "$WORK/mps2-panic.elf" panic -semihosting-config enable=on,target=native)
+[ "$status" = 101 ] && grep -q "panic at .*src/main.rs:" "$WORK/panic.out" ||
+    { cat "$WORK/panic.out"; fail "panic location not logged (status $status)"; }
+echo "panic-test build: $(grep -o 'panic at [^ ]*' "$WORK/panic.out"), QEMU exited with 101"
 
 if [ "$MODE" = smoke ]; then
     step "firmware builds, size budget and QEMU smoke tests passed"

@@ -154,6 +154,10 @@ mod fw {
         let mut clock = Clock::new(SYSCLK_HZ);
         #[cfg(feature = "overflow-test")]
         overflow_the_stack();
+        #[cfg(feature = "panic-test")]
+        if core::hint::black_box(true) {
+            panic!("panic test");
+        }
         start_wakeups();
 
         let settings = rt::settings();
