@@ -10,8 +10,11 @@
 #   ENVHUB_REQUIRE_ALL=1 ci.sh       # a skipped step is a failure
 #
 # Installs what it lacks: the thumbv7em-none-eabihf target and llvm-tools
-# (rustup), flip-link and defmt-print (cargo install), qemu-system-arm and
+# (rustup), flip-link (cargo install), qemu-system-arm and
 # binutils-arm-none-eabi (apt-get, as root). Uses $CARGO_TARGET_DIR if set.
+# The firmware's defmt log is decoded by envhub-defmt, the end-to-end
+# tests' decoder (tests/src/bin/envhub-defmt.rs), built from the host
+# workspace; people use defmt-print, which prints the same lines.
 #
 # Budget of the MPS2 board build (release, no semihosting): flash (vector
 # table + .text + .rodata + .data) <= 40 KiB; static RAM (.data + .bss +
@@ -33,9 +36,11 @@ esac
 
 cd "$(dirname "$0")"
 BOARDS=$(pwd)
+ROOT=$(cd ../.. && pwd)
 TARGET=thumbv7em-none-eabihf
 HOST=$(rustc -vV | sed -n 's/^host: //p')
 OUT=${CARGO_TARGET_DIR:-$BOARDS/target}
+HOST_OUT=${CARGO_TARGET_DIR:-$ROOT/target}
 WORK=$(mktemp -d)
 KIB=1024
 QEMU_PIDS=()
@@ -66,7 +71,6 @@ apt_install() {
 step "tools"
 rustup target list --installed | grep -qx "$TARGET" || rustup target add "$TARGET"
 command -v flip-link >/dev/null || cargo install --locked flip-link
-command -v defmt-print >/dev/null || cargo install --locked defmt-print
 command -v qemu-system-arm >/dev/null || apt_install qemu-system-arm
 if command -v arm-none-eabi-size >/dev/null; then
     SIZE=arm-none-eabi-size
@@ -83,7 +87,7 @@ else
         NM=arm-none-eabi-nm
     fi
 fi
-echo "size tool: $SIZE; qemu: $(qemu-system-arm --version | head -1); $(defmt-print --version)"
+echo "size tool: $SIZE; qemu: $(qemu-system-arm --version | head -1)"
 
 step "host unit tests (shared crate, LAN9118 driver, UART, timer, STM32 DMA adapter)"
 cargo test --target "$HOST"
@@ -147,10 +151,14 @@ if [ "$MODE" = build ]; then
 fi
 
 # The firmware logs defmt frames on the UART (QEMU's stdout, kept raw in
-# $WORK/NAME.raw); decode() turns them into text in $WORK/NAME.out.
+# $WORK/NAME.raw); decode() turns them into text in $WORK/NAME.out. (From
+# the repository's root: the boards' .cargo/config.toml would make the
+# decoder a thumbv7em build.)
+(cd "$ROOT" && cargo build --quiet -p envhub-tests --bin envhub-defmt)
+DECODER="$HOST_OUT/debug/envhub-defmt"
 decode() {
     local elf=$1 out=$2
-    defmt-print -e "$elf" <"$WORK/$out.raw" >"$WORK/$out.out" 2>&1 || true
+    "$DECODER" "$elf" <"$WORK/$out.raw" >"$WORK/$out.out" 2>&1 || true
 }
 
 # Runs QEMU on ELF $1 with extra arguments, raw output to $WORK/$2.raw, in
@@ -193,7 +201,7 @@ SH="enable=on,target=native,arg=envhub-fw"
 BOARD="$WORK/mps2-board.elf"
 SEMI="$WORK/mps2-semihosting.elf"
 
-step "QEMU boot smoke tests (MPS2 AN386; defmt log decoded by defmt-print)"
+step "QEMU boot smoke tests (MPS2 AN386; defmt log decoded by envhub-defmt)"
 qemu_start "$BOARD" boot -nic none
 wait_for "listening on 192.168.69.1:8080" "$BOARD" 20 boot || fail "board build: no readiness line"
 qemu_stop
