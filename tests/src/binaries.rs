@@ -38,7 +38,7 @@ pub const HOST: Program = Program {
 
 /// The smoltcp server over a Linux TAP device.
 pub const TAP: Program = Program {
-    package: "envhub-embedded",
+    package: "envhub-tap",
     binary: "envhub-tap",
 };
 

@@ -112,11 +112,14 @@ pub fn settings() -> Settings {
             match error {
                 ArgError::Unknown(arg) => defmt::error!("error: unknown argument {=str}", arg),
                 ArgError::Missing(flag) => defmt::error!("error: {=str} needs a value", flag),
-                ArgError::Invalid(flag) => defmt::error!("error: invalid value for {=str}", flag),
+                ArgError::Invalid { flag, value } => {
+                    defmt::error!("error: invalid value {=str} for {=str}", value, flag)
+                }
+                ArgError::Config(e) => defmt::error!("error: invalid value for {=str}", e.flag()),
             }
             defmt::error!(
                 "usage: envhub-fw [--ip ADDR/PREFIX] [--port N] [--max-clients 1..8] \
-                 [--idle-timeout SECS] [--mode sensor|echo]"
+                 [--max-per-source N] [--idle-timeout SECS] [--mode sensor|echo]"
             );
             halt(BAD_ARGUMENTS)
         }

@@ -42,9 +42,7 @@ pub fn serve<D: Device>(
     let iface = net::ethernet_interface(device, settings.mac, ip, random_seed, now);
     let config = Config {
         port: settings.port,
-        max_clients: settings.max_clients,
-        idle_timeout_ms: settings.idle_timeout_ms,
-        mode: settings.mode,
+        core: settings.config,
     };
     let mut server = match Server::new(config, iface, SOCKET_MEMORY.take(), now) {
         Ok(server) => server,
