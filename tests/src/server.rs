@@ -222,11 +222,7 @@ impl Server {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", ns.name()])
             .args(qemu::argv(&qemu));
-        let decoder = match qemu::LogDecoder::new(elf) {
-            Ok(decoder) => decoder,
-            Err(e) => panic!("firmware log: {e}"),
-        };
-        let (child, log, listening) = spawn_with(cmd, Some(decoder));
+        let (child, log, listening) = spawn_with(cmd, Some(firmware_log()));
         let addr = SocketAddrV4::new(netns::SERVER_IP, TAP_PORT);
         let mut server = Server {
             shell: Shell::Firmware,
@@ -262,11 +258,11 @@ impl Server {
     /// command line it refuses); waits at most `limit`. Returns its exit
     /// status (`None`: still running, then killed) and its output.
     pub fn run_to_exit(shell: Shell, opts: Opts, limit: Duration) -> (Option<ExitStatus>, String) {
-        let (cmd, netns, permit) = match shell {
+        let (cmd, netns, permit, decoder) = match shell {
             Shell::Host => {
                 let mut cmd = Command::new(Shell::Host.binary());
                 cmd.args(["--bind", "127.0.0.1:0"]).args(opts.to_args());
-                (cmd, None, None)
+                (cmd, None, None, None)
             }
             Shell::Tap => {
                 let ns = Netns::create();
@@ -277,7 +273,7 @@ impl Server {
                     .arg("--ip")
                     .arg(format!("{}/{}", netns::SERVER_IP, netns::SERVER_PREFIX))
                     .args(opts.to_args());
-                (cmd, Some(ns), None)
+                (cmd, Some(ns), None, None)
             }
             Shell::Firmware => {
                 let permit = qemu::Permit::acquire();
@@ -290,10 +286,10 @@ impl Server {
                 let mut cmd = Command::new("ip");
                 cmd.args(["netns", "exec", ns.name()])
                     .args(qemu::argv(&qemu));
-                (cmd, Some(ns), Some(permit))
+                (cmd, Some(ns), Some(permit), Some(firmware_log()))
             }
         };
-        let (child, log, _listening) = spawn(cmd);
+        let (child, log, _listening) = spawn_with(cmd, decoder);
         let mut server = Server {
             shell,
             child,
@@ -435,6 +431,14 @@ impl Drop for Server {
             );
         }
         // Then `netns` drops: the namespace goes once nothing runs in it.
+    }
+}
+
+/// The decoder of the firmware's defmt log (its ELF's table).
+fn firmware_log() -> qemu::LogDecoder {
+    match qemu::LogDecoder::new(Shell::Firmware.binary()) {
+        Ok(decoder) => decoder,
+        Err(e) => panic!("firmware log: {e}"),
     }
 }
 
