@@ -41,6 +41,45 @@ pub struct Cli {
     /// mode, which returns bytes unchanged.
     #[arg(long, value_enum, default_value_t = Encoding::Utf8)]
     pub encoding: Encoding,
+
+    /// Publish every kept reading to this MQTT broker for Home Assistant:
+    /// mqtt://HOST:PORT (port 1883 when left out; no TLS). Off when absent.
+    /// A broker that is down or refuses is not fatal: readings wait and go
+    /// out when it is back.
+    #[arg(long, value_name = "URL")]
+    pub mqtt: Option<String>,
+
+    /// This gateway's id in MQTT topics and Home Assistant ids, reduced to
+    /// [A-Za-z0-9_-] (default: the host name, reduced). The MQTT client id
+    /// is envhub-<ID>.
+    #[arg(long, value_name = "ID")]
+    pub gateway_id: Option<String>,
+
+    /// First level(s) of the state and availability topics:
+    /// <P>/<gateway-id>/<location>/state and <P>/<gateway-id>/status.
+    #[arg(long, value_name = "P", default_value = crate::mqtt::settings::DEFAULT_PREFIX)]
+    pub mqtt_prefix: String,
+
+    /// Home Assistant's MQTT discovery prefix.
+    #[arg(long, value_name = "P", default_value = crate::mqtt::settings::DEFAULT_HA_PREFIX)]
+    pub ha_prefix: String,
+
+    /// Do not publish Home Assistant discovery configs (state and
+    /// availability still go out).
+    #[arg(long)]
+    pub no_ha_discovery: bool,
+
+    /// User name for the MQTT broker; the password is read from the
+    /// environment variable ENVHUB_MQTT_PASSWORD, never from the command
+    /// line.
+    #[arg(long, value_name = "U")]
+    pub mqtt_user: Option<String>,
+
+    /// Without history (--no-db): readings held in memory while the broker
+    /// is away; when full, the oldest is dropped (counted and logged once
+    /// per outage).
+    #[arg(long, value_name = "N", default_value_t = crate::mqtt::settings::DEFAULT_QUEUE)]
+    pub mqtt_queue: usize,
 }
 
 /// `--mode`.
@@ -180,6 +219,14 @@ mod tests {
             "--idle-timeout",
             "--mode",
             "--encoding",
+            "--mqtt",
+            "--gateway-id",
+            "--mqtt-prefix",
+            "--ha-prefix",
+            "--no-ha-discovery",
+            "--mqtt-user",
+            "ENVHUB_MQTT_PASSWORD",
+            "--mqtt-queue",
             "busy",
         ] {
             assert!(help.contains(flag), "{flag} missing from:\n{help}");

@@ -12,6 +12,7 @@
 //! - [`codec`], [`gbk`]: UTF-8 pass-through and GBK transcoding.
 //! - [`shutdown`]: SIGINT/SIGTERM, and waking every blocked thread.
 //! - [`services`]: what the side services (history, MQTT, HTTP) share.
+//! - [`mqtt`]: the MQTT bridge to Home Assistant.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -21,6 +22,7 @@ pub mod codec;
 pub mod gbk;
 pub mod hub;
 pub mod listener;
+pub mod mqtt;
 pub mod services;
 pub mod shutdown;
 pub mod worker;
@@ -90,6 +92,11 @@ impl Server {
         Arc::clone(&self.shared.shutdown)
     }
 
+    /// What the side services share: the feed of kept readings, status.
+    pub fn services(&self) -> Arc<services::Services> {
+        Arc::clone(self.shared.hub.services())
+    }
+
     /// The state shared by the connections.
     pub fn shared(&self) -> Arc<Shared> {
         Arc::clone(&self.shared)
@@ -124,6 +131,13 @@ pub fn init_logging() {
 /// The whole program after parsing: bind (exit 2 on failure), announce
 /// `listening on ADDR` on stdout, serve until SIGINT/SIGTERM, exit 0.
 pub fn run(cli: Cli) -> ExitCode {
+    let mqtt = match mqtt::Settings::from_cli(&cli) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("envhub: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let server = match Server::bind(&cli) {
         Ok(server) => server,
         Err(e) => {
@@ -142,12 +156,27 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Listening on the feed before the first sensor can be accepted.
+    let bridge = match mqtt {
+        // History is not on yet: the bridge takes readings from the feed.
+        Some(settings) => match mqtt::Bridge::start(settings, server.services(), None) {
+            Ok(bridge) => Some(bridge),
+            Err(e) => {
+                eprintln!("envhub: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     info!("listening on {addr}");
     // For tests and scripts: exactly this one line on stdout.
     let mut stdout = io::stdout().lock();
     let _ = writeln!(stdout, "listening on {addr}").and_then(|()| stdout.flush());
     drop(stdout);
     server.run();
+    if let Some(bridge) = bridge {
+        bridge.stop();
+    }
     info!("bye");
     ExitCode::SUCCESS
 }
