@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 use rumqttc::{Client, ConnectionError, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::mqtt::backoff::Backoff;
 use crate::mqtt::payload::{state_payload, Quantity, Row, Topics};
@@ -45,12 +45,19 @@ const STABLE: Duration = Duration::from_secs(10);
 const STOP_WAIT: Duration = Duration::from_millis(400);
 /// MQTT keep-alive.
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
+/// After a batch of work, the feed and bridge threads let this much more
+/// arrive before they look again: one wake-up per batch, not per reading.
+const BATCH_PAUSE: Duration = Duration::from_millis(1);
+/// The nice value of the bridge's threads. The bridge is deferred work (the
+/// readings wait on disk or in the queue), so when the CPU is short the
+/// sensor path goes first and the bridge catches up afterwards.
+const NICE: i32 = 10;
 
 enum Msg {
     Session(u64, Client),
     Event(u64, Event),
     Down(u64, ConnectionError),
-    Reading(Arc<Kept>),
+    Readings(Vec<Arc<Kept>>),
     Lagged(u64),
     Stop,
 }
@@ -177,6 +184,7 @@ fn options(settings: &Settings, topics: &Topics) -> MqttOptions {
 
 /// `mqtt-conn`: one client per attempt, events forwarded, backoff between.
 fn connect_loop(settings: &Settings, tx: &Sender<Msg>, stop: &AtomicBool) {
+    lower_priority();
     let topics = Topics::new(settings);
     let mut backoff = Backoff::new(Backoff::seed());
     let mut session = 0;
@@ -215,17 +223,43 @@ fn connect_loop(settings: &Settings, tx: &Sender<Msg>, stop: &AtomicBool) {
     }
 }
 
-/// `mqtt-feed`: kept readings to the bridge.
+/// `mqtt-feed`: kept readings to the bridge, in batches. The sensor path
+/// wakes this thread only when it waits on an empty feed.
 fn feed_loop(mut feed: tokio::sync::broadcast::Receiver<Arc<Kept>>, tx: &Sender<Msg>) {
+    lower_priority();
     loop {
-        let msg = match feed.blocking_recv() {
-            Ok(kept) => Msg::Reading(kept),
-            Err(RecvError::Lagged(n)) => Msg::Lagged(n),
+        let mut batch = match feed.blocking_recv() {
+            Ok(kept) => vec![kept],
+            Err(RecvError::Lagged(n)) => {
+                if tx.send(Msg::Lagged(n)).is_err() {
+                    return;
+                }
+                continue;
+            }
             Err(RecvError::Closed) => return,
         };
-        if tx.send(msg).is_err() {
+        loop {
+            match feed.try_recv() {
+                Ok(kept) => batch.push(kept),
+                Err(TryRecvError::Lagged(n)) => {
+                    if tx.send(Msg::Lagged(n)).is_err() {
+                        return;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        if tx.send(Msg::Readings(batch)).is_err() {
             return;
         }
+        thread::sleep(BATCH_PAUSE);
+    }
+}
+
+/// Makes the calling thread yield to the sensor path (Linux: per thread).
+fn lower_priority() {
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), NICE) {
+        debug!("MQTT: cannot lower the bridge's priority: {e}");
     }
 }
 
@@ -259,12 +293,14 @@ struct State {
 
 impl State {
     fn run(&mut self, rx: &Receiver<Msg>) {
+        lower_priority();
         loop {
             let first = match rx.recv_timeout(TICK) {
                 Ok(msg) => Some(msg),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => return,
             };
+            let busy = first.is_some();
             for msg in first.into_iter().chain(rx.try_iter().take(REQUEST_CAP)) {
                 if matches!(msg, Msg::Stop) {
                     return;
@@ -279,6 +315,9 @@ impl State {
                 self.db_result(saved);
             }
             self.update_status();
+            if busy {
+                thread::sleep(BATCH_PAUSE);
+            }
         }
     }
 
@@ -293,10 +332,14 @@ impl State {
             Msg::Event(session, event) if session == self.session => self.event(event),
             Msg::Down(session, e) if session == self.session => self.down(&e),
             Msg::Event(..) | Msg::Down(..) | Msg::Stop => {}
-            Msg::Reading(kept) => match &mut self.source {
-                Source::Log(log) => log.committed(kept.id),
-                Source::Queue(q) => q.push(Row::from(&*kept)),
-            },
+            Msg::Readings(batch) => {
+                for kept in batch {
+                    match &mut self.source {
+                        Source::Log(log) => log.committed(kept.id),
+                        Source::Queue(q) => q.push(Row::from(&*kept)),
+                    }
+                }
+            }
             Msg::Lagged(n) => match &mut self.source {
                 Source::Log(log) => log.committed(0),
                 Source::Queue(q) => q.lost(n),
