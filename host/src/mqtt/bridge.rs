@@ -395,14 +395,7 @@ impl State {
                 self.settings.client_id()
             ),
         }
-        if self.dropped > 0 {
-            warn!(
-                "MQTT: {} reading(s) were dropped while the broker was away (--mqtt-queue {} full)",
-                self.dropped, self.settings.queue
-            );
-        }
-        self.dropped = 0;
-        self.drop_logged = false;
+        self.report_drops();
         self.publish(self.topics.status(), "online".into(), false);
         if self.settings.discovery {
             if let Some(client) = &self.client {
@@ -555,7 +548,23 @@ impl State {
                     self.drop_logged = true;
                 }
             }
+            if self.connected && q.is_empty() && self.dropped > 0 {
+                self.report_drops();
+            }
         }
+    }
+
+    /// Says how many readings the full queue dropped, once per episode:
+    /// when the broker is back, or when the queue has drained.
+    fn report_drops(&mut self) {
+        if self.dropped > 0 {
+            warn!(
+                "MQTT: {} reading(s) were dropped from the full queue (--mqtt-queue {})",
+                self.dropped, self.settings.queue
+            );
+        }
+        self.dropped = 0;
+        self.drop_logged = false;
     }
 
     fn backlog(&self) -> u64 {
