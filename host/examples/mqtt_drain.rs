@@ -73,8 +73,11 @@ fn main() {
         let received = Arc::clone(&received);
         std::thread::spawn(move || {
             for event in connection.iter() {
-                if let Ok(Event::Incoming(Packet::Publish(_))) = event {
-                    received.fetch_add(1, Relaxed);
+                // Retained states of an earlier run do not count.
+                if let Ok(Event::Incoming(Packet::Publish(p))) = event {
+                    if !p.retain {
+                        received.fetch_add(1, Relaxed);
+                    }
                 }
             }
         });
