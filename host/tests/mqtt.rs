@@ -860,3 +860,48 @@ fn bad_configuration_exits_2_with_one_line() {
         assert!(err.starts_with("envhub: "), "{err}");
     }
 }
+
+/// `--mqtt-prefix` and `--ha-prefix` move every topic, Home Assistant's
+/// status included.
+#[test]
+fn prefixes_move_every_topic() {
+    let Some(bin) = mosquitto() else { return };
+    let broker = Broker::anonymous(&bin);
+    let sub = Sub::new(broker.port, "t-prefix", &["#"], true);
+    let gw = Envhub::start(
+        &[
+            "--mqtt",
+            &broker.url(),
+            "--gateway-id",
+            "gw",
+            "--mqtt-prefix",
+            "home/env",
+            "--ha-prefix",
+            "ha",
+        ],
+        &[],
+    );
+    gw.send(&[reading("hall", 215, 400, 1)]);
+    sub.wait_for("2 configs", 2, "/config");
+    sub.wait_for("the state", 1, "/state");
+    let topics: std::collections::BTreeSet<String> =
+        sub.messages().into_iter().map(|m| m.topic).collect();
+    let want: std::collections::BTreeSet<String> = [
+        "home/env/gw/status",
+        "home/env/gw/hall/state",
+        "ha/sensor/gw_hall_temperature/config",
+        "ha/sensor/gw_hall_humidity/config",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    assert_eq!(topics, want);
+    let c = json(&sub.on("gw_hall_humidity/config")[0].payload);
+    assert_eq!(c["state_topic"], "home/env/gw/hall/state");
+    assert_eq!(c["availability_topic"], "home/env/gw/status");
+    sub.clear();
+    sub.client
+        .publish("ha/status", QoS::AtLeastOnce, false, "online")
+        .unwrap();
+    sub.wait_for("the configs again", 2, "/config");
+}
