@@ -3,7 +3,7 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, ValueEnum};
 use envhub_core::{Config, Mode};
 
 /// The envhub server: sensors send JSON lines over TCP, envhub validates
@@ -42,12 +42,21 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = Encoding::Utf8)]
     pub encoding: Encoding,
 
+    /// The MQTT bridge (boxed: a large group of flags most runs leave
+    /// unset).
+    #[command(flatten)]
+    pub mqtt: Box<MqttFlags>,
+}
+
+/// The MQTT bridge's flags (`--mqtt` and the flags around it).
+#[derive(Debug, Clone, PartialEq, Args)]
+pub struct MqttFlags {
     /// Publish every kept reading to this MQTT broker for Home Assistant:
     /// mqtt://HOST:PORT (port 1883 when left out; no TLS). Off when absent.
     /// A broker that is down or refuses is not fatal: readings wait and go
     /// out when it is back.
-    #[arg(long, value_name = "URL")]
-    pub mqtt: Option<String>,
+    #[arg(long = "mqtt", value_name = "URL")]
+    pub url: Option<String>,
 
     /// This gateway's id in MQTT topics and Home Assistant ids, reduced to
     /// [A-Za-z0-9_-] (default: the host name, reduced). The MQTT client id

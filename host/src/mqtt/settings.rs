@@ -41,11 +41,12 @@ impl Settings {
     /// The bridge's settings from the command line and the environment;
     /// `Ok(None)` when `--mqtt` is absent.
     pub fn from_cli(cli: &Cli) -> Result<Option<Settings>, String> {
-        let Some(url) = &cli.mqtt else {
+        let flags = &cli.mqtt;
+        let Some(url) = &flags.url else {
             return Ok(None);
         };
         let (host, port) = parse_url(url)?;
-        let gateway_id = match &cli.gateway_id {
+        let gateway_id = match &flags.gateway_id {
             Some(id) => reduce(id)
                 .ok_or_else(|| format!("--gateway-id {id:?} has no character in [A-Za-z0-9_-]"))?,
             None => {
@@ -55,12 +56,12 @@ impl Settings {
                 })?
             }
         };
-        check_prefix("--mqtt-prefix", &cli.mqtt_prefix)?;
-        check_prefix("--ha-prefix", &cli.ha_prefix)?;
-        if cli.mqtt_queue == 0 {
+        check_prefix("--mqtt-prefix", &flags.mqtt_prefix)?;
+        check_prefix("--ha-prefix", &flags.ha_prefix)?;
+        if flags.mqtt_queue == 0 {
             return Err("--mqtt-queue must be at least 1".into());
         }
-        let credentials = cli.mqtt_user.as_ref().map(|user| {
+        let credentials = flags.mqtt_user.as_ref().map(|user| {
             let password = std::env::var(PASSWORD_ENV).unwrap_or_default();
             (user.clone(), password)
         });
@@ -68,11 +69,11 @@ impl Settings {
             host,
             port,
             gateway_id,
-            prefix: cli.mqtt_prefix.clone(),
-            ha_prefix: cli.ha_prefix.clone(),
-            discovery: !cli.no_ha_discovery,
+            prefix: flags.mqtt_prefix.clone(),
+            ha_prefix: flags.ha_prefix.clone(),
+            discovery: !flags.no_ha_discovery,
             credentials,
-            queue: cli.mqtt_queue,
+            queue: flags.mqtt_queue,
         }))
     }
 
