@@ -177,6 +177,7 @@ struct Message {
 struct Sub {
     client: Client,
     messages: Arc<Mutex<Vec<Message>>>,
+    stop: Arc<AtomicBool>,
 }
 
 impl Sub {
@@ -191,12 +192,17 @@ impl Sub {
         let (client, mut connection) = Client::new(o, 100);
         let messages = Arc::new(Mutex::new(Vec::new()));
         let subscribed = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
         {
+            let stop = Arc::clone(&stop);
             let client = client.clone();
             let messages = Arc::clone(&messages);
             let subscribed = Arc::clone(&subscribed);
             let filters: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
             thread::spawn(move || loop {
+                if stop.load(SeqCst) {
+                    return;
+                }
                 match connection.recv() {
                     Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) => {
                         if !ack.session_present {
@@ -222,7 +228,11 @@ impl Sub {
         wait("the SUBACK", Duration::from_secs(10), || {
             subscribed.load(SeqCst)
         });
-        Sub { client, messages }
+        Sub {
+            client,
+            messages,
+            stop,
+        }
     }
 
     fn messages(&self) -> Vec<Message> {
@@ -250,6 +260,7 @@ impl Sub {
 
 impl Drop for Sub {
     fn drop(&mut self) {
+        self.stop.store(true, SeqCst);
         let _ = self.client.try_disconnect();
     }
 }
