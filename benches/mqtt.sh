@@ -66,12 +66,16 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# Both servers without history (when the build has it), so the difference
+# is the bridge alone; the drain below measures the database path.
+NODB=()
+"$BIN/envhub" --help | grep -q -- '--no-db' && NODB=(--no-db)
 start_server() {
-    local name=$1 out extra=()
+    local name=$1 out extra=("${NODB[@]}")
     PORT=$((PORT + 1))
     ADDR=127.0.0.1:$PORT
     out=$LOG/$name-$PORT.out
-    [ "$name" = envhub-mqtt ] && extra=(--mqtt "mqtt://127.0.0.1:$BROKER_PORT" --gateway-id bench)
+    [ "$name" = envhub-mqtt ] && extra+=(--mqtt "mqtt://127.0.0.1:$BROKER_PORT" --gateway-id bench)
     taskset -c "$SERVER_CPU" "$BIN/envhub" --bind "$ADDR" --max-clients 8192 "${extra[@]}" \
         >"$out" 2>"$LOG/$name-$PORT.err" &
     SERVER_PID=$!
