@@ -69,7 +69,7 @@ trap 'exit 130' INT TERM
 # Both servers without history (when the build has it), so the difference
 # is the bridge alone; the drain below measures the database path.
 NODB=()
-"$BIN/envhub" --help | grep -q -- '--no-db' && NODB=(--no-db)
+"$BIN/envhub" --help | grep -qE '^ +--no-db' && NODB=(--no-db)
 start_server() {
     local name=$1 out extra=("${NODB[@]}")
     PORT=$((PORT + 1))
