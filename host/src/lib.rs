@@ -133,9 +133,14 @@ pub fn init_logging() {
         .init();
 }
 
-/// The whole program after parsing: bind (exit 2 on failure), announce
+/// The whole program after parsing: check the settings and bind (exit 2
+/// on failure), announce
 /// `listening on ADDR` on stdout, serve until SIGINT/SIGTERM, exit 0.
 pub fn run(cli: Cli) -> ExitCode {
+    if let Err(e) = cli.config().check(usize::MAX) {
+        eprintln!("envhub: {e}");
+        return ExitCode::from(2);
+    }
     let mqtt = match mqtt::Settings::from_cli(&cli) {
         Ok(settings) => settings,
         Err(e) => {
