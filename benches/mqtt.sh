@@ -37,7 +37,7 @@ MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 [ -x "$MOSQUITTO" ] || { echo "mosquitto is not installed (apt-get install mosquitto)" >&2; exit 1; }
 
 echo "building (release) ..." >&2
-(cd "$ROOT" && cargo build --release --quiet -p envhub-host -p envhub-tests \
+(cd "$ROOT" && cargo build --release --quiet -p envhub-host -p envhub-load \
     --bin envhub --bin envhub-load --example mqtt_drain) >&2
 
 # shellcheck source=benches/lib.sh
