@@ -35,14 +35,10 @@ fn main() {
     let _ = std::fs::remove_file(&db);
     let mut conn = rusqlite::Connection::open(&db).expect("open the database");
     // The history's schema (issue 8).
-    conn.execute_batch(
-        "PRAGMA journal_mode=WAL;
-         CREATE TABLE readings (
-           id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, location TEXT NOT NULL,
-           temp REAL NOT NULL, hum REAL NOT NULL, seq INTEGER);
-         CREATE INDEX readings_by_location ON readings(location, ts_ms);",
-    )
-    .expect("schema");
+    conn.execute_batch(envhub_host::history::SCHEMA)
+        .expect("schema");
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .expect("WAL");
     let tx = conn.transaction().expect("transaction");
     for i in 0..rows {
         tx.execute(

@@ -1,12 +1,15 @@
 //! The command line (PROTOCOL.md, "Command-line contract"), parsed with clap.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::TypedValueParser;
 use clap::{Args, Parser, ValueEnum};
 use envhub_core::limits::DEFAULT_MAX_CLIENTS;
 use envhub_core::{Config, Mode};
+
+use crate::history::{self, Sync};
 
 /// The envhub server: sensors send JSON lines over TCP, envhub validates
 /// them, keeps the newest reading per location and answers every line.
@@ -50,6 +53,28 @@ pub struct Cli {
     /// mode, which returns bytes unchanged.
     #[arg(long, value_enum, default_value_t = Encoding::Utf8)]
     pub encoding: Encoding,
+
+    /// The history: every acknowledged reading is kept in this SQLite file
+    /// (created if missing; WAL mode). A reading is acknowledged only once
+    /// it is committed there, and a restart restores `latest` from it. One
+    /// envhub per file. Echo mode never opens it.
+    #[arg(long, value_name = "PATH", default_value = "envhub.db")]
+    pub db: PathBuf,
+
+    /// Keep no history: readings live only in memory and are acknowledged
+    /// as soon as they are stored there.
+    #[arg(long, conflicts_with_all = ["db", "sync", "retention_days"])]
+    pub no_db: bool,
+
+    /// `normal`: an acknowledged reading survives a crash of envhub
+    /// (kill -9). `full`: it also survives a power cut (fsync per commit).
+    #[arg(long, value_enum, default_value_t = Sync::Normal)]
+    pub sync: Sync,
+
+    /// Delete rows older than this many days, a few hundred at a time;
+    /// 0 keeps everything.
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    pub retention_days: u32,
 
     /// The MQTT bridge (boxed: a large group of flags most runs leave
     /// unset).
@@ -111,6 +136,15 @@ pub enum Encoding {
 }
 
 impl Cli {
+    /// How to keep the history; `None` with `--no-db` and in echo mode.
+    pub fn history(&self) -> Option<history::Options> {
+        (!self.no_db && self.mode == Mode::Sensor).then(|| history::Options {
+            path: self.db.clone(),
+            sync: self.sync,
+            retention_days: self.retention_days,
+        })
+    }
+
     /// The core's configuration (mode, idle timeout, admission). Check it
     /// with [`Config::check`] before serving: `run` refuses 0 clients.
     pub fn config(&self) -> Config {
@@ -177,6 +211,38 @@ mod tests {
         assert_eq!(cli.mode, Mode::Sensor);
         assert_eq!(cli.encoding, Encoding::Utf8);
         assert_eq!(cli.config(), Config::default());
+        let history = cli.history().unwrap();
+        assert_eq!(history.path, PathBuf::from("envhub.db"));
+        assert_eq!((history.sync, history.retention_days), (Sync::Normal, 30));
+    }
+
+    #[test]
+    fn history_flags() {
+        let cli = parse(&[
+            "--db",
+            "/tmp/x.db",
+            "--sync",
+            "full",
+            "--retention-days",
+            "0",
+        ])
+        .unwrap();
+        let history = cli.history().unwrap();
+        assert_eq!(history.path, PathBuf::from("/tmp/x.db"));
+        assert_eq!((history.sync, history.retention_days), (Sync::Full, 0));
+        assert_eq!(parse(&["--no-db"]).unwrap().history(), None);
+        assert_eq!(
+            parse(&["--mode", "echo"]).unwrap().history(),
+            None,
+            "echo never opens a db"
+        );
+        for args in [
+            &["--no-db", "--db", "x.db"][..],
+            &["--sync", "sometimes"],
+            &["--retention-days", "-1"],
+        ] {
+            assert_eq!(parse(args).unwrap_err().exit_code(), 2, "{args:?}");
+        }
     }
 
     #[test]
@@ -256,6 +322,10 @@ mod tests {
             "--idle-timeout",
             "--mode",
             "--encoding",
+            "--db",
+            "--no-db",
+            "--sync",
+            "--retention-days",
             "--mqtt",
             "--gateway-id",
             "--mqtt-prefix",

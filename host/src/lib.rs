@@ -9,6 +9,7 @@
 //! - [`cli`]: the server's flags.
 //! - [`client`]: `envhub send`, `latest` and `stats`.
 //! - [`hub`]: the store and counters every connection shares.
+//! - [`history`]: every acknowledged reading kept in SQLite.
 //! - [`listener`]: the listening socket and the accept loop.
 //! - [`worker`]: one connection's thread.
 //! - [`codec`], [`gbk`]: UTF-8 pass-through and GBK transcoding.
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod client;
 pub mod codec;
 pub mod gbk;
+pub mod history;
 pub mod hub;
 pub mod listener;
 pub mod mqtt;
@@ -31,6 +33,7 @@ pub mod services;
 pub mod shutdown;
 pub mod worker;
 
+use std::fmt;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::ExitCode;
@@ -66,6 +69,26 @@ pub struct Shared {
     pub max_clients: u64,
 }
 
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The history database cannot be used (its message names the file).
+    History(history::OpenError),
+    /// The listening socket cannot be bound.
+    Listen(SocketAddr, io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::History(e) => e.fmt(f),
+            StartError::Listen(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
 /// A bound server, not yet accepting.
 #[derive(Debug)]
 pub struct Server {
@@ -74,12 +97,17 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the listening socket as `cli` says.
-    pub fn bind(cli: &Cli) -> io::Result<Server> {
-        let listener = listener::bind(cli.bind)?;
+    /// Opens the history (unless `--no-db` or echo mode) and binds the
+    /// listening socket, as `cli` says.
+    pub fn bind(cli: &Cli) -> Result<Server, StartError> {
+        let hub = match cli.history() {
+            Some(options) => SharedHub::with_history(&options).map_err(StartError::History)?,
+            None => SharedHub::new(),
+        };
+        let listener = listener::bind(cli.bind).map_err(|e| StartError::Listen(cli.bind, e))?;
         let shared = Arc::new(Shared {
-            hub: SharedHub::new(),
-            shutdown: Arc::new(Shutdown::new()?),
+            hub,
+            shutdown: Arc::new(Shutdown::new().map_err(|e| StartError::Listen(cli.bind, e))?),
             config: cli.config(),
             encoding: cli.encoding,
             max_clients: cli.max_clients,
@@ -109,7 +137,8 @@ impl Server {
 
     /// Serves until the stop signal; then stops accepting, lets every
     /// connection say `shutting_down` and close, and returns once all are
-    /// closed or after [`STOP_WAIT`].
+    /// closed or after [`STOP_WAIT`], and the history has committed
+    /// everything queued.
     pub fn run(self) {
         listener::accept_loop(&self.listener, &self.shared);
         drop(self.listener);
@@ -123,6 +152,7 @@ impl Server {
             0 => info!("all connections closed"),
             n => warn!("{n} connection(s) still open at exit"),
         }
+        self.shared.hub.close_history();
     }
 }
 
@@ -151,7 +181,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let server = match Server::bind(&cli) {
         Ok(server) => server,
         Err(e) => {
-            eprintln!("envhub: cannot listen on {}: {e}", cli.bind);
+            eprintln!("envhub: {e}");
             return ExitCode::from(2);
         }
     };
@@ -167,9 +197,11 @@ pub fn run(cli: Cli) -> ExitCode {
         }
     };
     // Listening on the feed before the first sensor can be accepted.
+    // With history on, the bridge forwards the `readings` table; with
+    // `--no-db` (or in echo mode), the feed through its bounded queue.
+    let db = cli.history().map(|history| history.path);
     let bridge = match mqtt {
-        // History is not on yet: the bridge takes readings from the feed.
-        Some(settings) => match mqtt::Bridge::start(settings, server.services(), None) {
+        Some(settings) => match mqtt::Bridge::start(settings, server.services(), db.as_deref()) {
             Ok(bridge) => Some(bridge),
             Err(e) => {
                 eprintln!("envhub: {e}");
@@ -205,7 +237,9 @@ mod tests {
     const PONG: &str = "{\"ok\":true,\"pong\":true}\n";
 
     fn server(args: &[&str]) -> (SocketAddr, Arc<Shutdown>, thread::JoinHandle<()>) {
-        let argv = ["envhub", "--bind", "127.0.0.1:0"].iter().chain(args);
+        let argv = ["envhub", "--bind", "127.0.0.1:0", "--no-db"]
+            .iter()
+            .chain(args);
         let server = Server::bind(&Cli::parse_from(argv)).unwrap();
         let addr = server.local_addr().unwrap();
         let stop = server.shutdown();

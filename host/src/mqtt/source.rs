@@ -256,21 +256,10 @@ impl Queue {
 mod tests {
     use super::*;
 
-    /// The `readings` schema of the history (issue 8), for tests that drive
-    /// the bridge without the history writer.
+    /// The history's own schema (issue 8), for tests that drive the log
+    /// without the history writer.
     fn create_readings(conn: &Connection) {
-        conn.execute_batch(
-            "CREATE TABLE readings (
-               id       INTEGER PRIMARY KEY,
-               ts_ms    INTEGER NOT NULL,
-               location TEXT    NOT NULL,
-               temp     REAL    NOT NULL,
-               hum      REAL    NOT NULL,
-               seq      INTEGER
-             );
-             CREATE INDEX readings_by_location ON readings(location, ts_ms);",
-        )
-        .unwrap();
+        conn.execute_batch(crate::history::SCHEMA).unwrap();
     }
 
     fn row(id: i64) -> Row {
