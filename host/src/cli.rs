@@ -25,6 +25,17 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub max_clients: u64,
 
+    /// Most connections served at once from one source address; one more
+    /// gets `busy` and is closed. Default: a quarter of --max-clients,
+    /// rounded up, but at least 64.
+    #[arg(long, value_name = "N")]
+    pub max_per_source: Option<u64>,
+
+    /// Event-loop threads serving the connections. Default: the number of
+    /// CPUs this process may run on.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+
     /// Close a connection that sends no complete line for this many seconds
     /// (fractions allowed, e.g. 0.5), after an `idle_timeout` reply.
     #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_secs)]
@@ -63,6 +74,20 @@ pub enum Encoding {
 }
 
 impl Cli {
+    /// `--threads`, or the CPUs this process may run on.
+    pub fn threads(&self) -> usize {
+        self.threads.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            usize::from,
+        )
+    }
+
+    /// `--max-per-source`, or its default for `--max-clients`.
+    pub fn max_per_source(&self) -> u64 {
+        self.max_per_source
+            .unwrap_or_else(|| crate::admission::default_max_per_source(self.max_clients))
+    }
+
     /// The per-connection configuration for the core.
     pub fn config(&self) -> Config {
         Config {

@@ -1,14 +1,19 @@
 //! # envhub-host
 //!
-//! The envhub server for hosts (binary `envhub`): a std `TcpListener`, one
-//! small-stack thread per connection, and the sans-IO core
+//! The envhub server for hosts (binary `envhub`): a std `TcpListener` with
+//! one acceptor thread, `--threads` event-loop threads (`mio`) that each
+//! serve their share of the connections, and the sans-IO core
 //! ([`envhub_core`]) doing all of the protocol. This crate only moves bytes,
 //! keeps time, shares the store between threads and stops gracefully.
 //!
 //! - [`cli`]: the command line.
 //! - [`hub`]: the store and counters every connection shares.
-//! - [`listener`]: the listening socket and the accept loop.
-//! - [`worker`]: one connection's thread.
+//! - [`admission`]: the open-connection counts behind `busy`.
+//! - [`listener`]: the listening socket and the acceptor.
+//! - [`evloop`]: an event-loop thread and how other threads wake it.
+//! - [`worker`]: one connection on its loop.
+//! - [`ratelog`]: at most one log line per second per kind a client can
+//!   trigger.
 //! - [`codec`], [`gbk`]: UTF-8 pass-through and GBK transcoding.
 //! - [`shutdown`]: SIGINT/SIGTERM, and waking every blocked thread.
 //! - [`services`]: what the side services (history, MQTT, HTTP) share.
@@ -16,11 +21,14 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod admission;
 pub mod cli;
 pub mod codec;
+pub mod evloop;
 pub mod gbk;
 pub mod hub;
 pub mod listener;
+pub mod ratelog;
 pub mod services;
 pub mod shutdown;
 pub mod worker;
@@ -35,6 +43,10 @@ use std::time::{Duration, Instant};
 use envhub_core::Config;
 use log::{info, warn};
 
+use admission::{Admission, Limits};
+use evloop::{EventLoop, LoopHandle};
+use ratelog::Logs;
+
 pub use cli::{Cli, Encoding};
 pub use hub::SharedHub;
 pub use shutdown::Shutdown;
@@ -44,9 +56,15 @@ pub use shutdown::Shutdown;
 /// protocol's 2 s.
 pub const STOP_WAIT: Duration = Duration::from_millis(1_500);
 
-/// What the accept loop and every connection thread share.
+/// What the acceptor and every event loop share.
 #[derive(Debug)]
 pub struct Shared {
+    /// The event loops' handles (inbox, waker), in loop order.
+    pub loops: Vec<LoopHandle>,
+    /// The open-connection counts and the admission rule.
+    pub admission: Admission,
+    /// Rate limits of the log lines clients can trigger.
+    pub logs: Logs,
     /// Store and counters.
     pub hub: SharedHub,
     /// The stop signal.
@@ -59,10 +77,30 @@ pub struct Shared {
     pub max_clients: u64,
 }
 
+impl Shared {
+    /// A connection from `peer` closed: counted closed at once (its slot
+    /// is free for the next connection).
+    pub fn close_client(&self, peer: SocketAddr) {
+        self.admission.close(peer.ip());
+        self.hub.close();
+    }
+
+    /// Wakes every event loop to drive again the connections that wait on
+    /// the hub (see [`evloop`]): for a part of the hub working on another
+    /// thread, once it has done what those connections wait for. Cheap;
+    /// callable from any thread, any number of times.
+    pub fn wake_all(&self) {
+        for l in &self.loops {
+            l.wake_hub();
+        }
+    }
+}
+
 /// A bound server, not yet accepting.
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
+    loops: Vec<EventLoop>,
     shared: Arc<Shared>,
 }
 
@@ -70,14 +108,31 @@ impl Server {
     /// Binds the listening socket as `cli` says.
     pub fn bind(cli: &Cli) -> io::Result<Server> {
         let listener = listener::bind(cli.bind)?;
+        let mut loops = Vec::new();
+        let mut handles = Vec::new();
+        for _ in 0..cli.threads() {
+            let (l, h) = EventLoop::new()?;
+            loops.push(l);
+            handles.push(h);
+        }
         let shared = Arc::new(Shared {
+            loops: handles,
+            admission: Admission::new(Limits {
+                max_clients: cli.max_clients,
+                max_per_source: cli.max_per_source(),
+            }),
+            logs: Logs::default(),
             hub: SharedHub::new(),
             shutdown: Arc::new(Shutdown::new()?),
             config: cli.config(),
             encoding: cli.encoding,
             max_clients: cli.max_clients,
         });
-        Ok(Server { listener, shared })
+        Ok(Server {
+            listener,
+            loops,
+            shared,
+        })
     }
 
     /// The address actually bound (the real port when asked for port 0).
@@ -99,13 +154,32 @@ impl Server {
     /// connection say `shutting_down` and close, and returns once all are
     /// closed or after [`STOP_WAIT`].
     pub fn run(self) {
+        let mut threads = Vec::new();
+        for (i, l) in self.loops.into_iter().enumerate() {
+            let shared = Arc::clone(&self.shared);
+            let spawned = thread::Builder::new()
+                .name(format!("loop-{i}"))
+                .spawn(move || l.run(i, shared));
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    warn!("cannot start event loop {i}: {e}");
+                    self.shared.shutdown.trigger();
+                }
+            }
+        }
         listener::accept_loop(&self.listener, &self.shared);
         drop(self.listener);
         let open = self.shared.hub.clients();
         info!("stopped accepting; closing {open} connection(s)");
         let start = Instant::now();
-        while self.shared.hub.clients() > 0 && start.elapsed() < STOP_WAIT {
+        // Every loop resets what is still open at its grace deadline and
+        // then ends; wait for that, but never past STOP_WAIT.
+        while threads.iter().any(|t| !t.is_finished()) && start.elapsed() < STOP_WAIT {
             thread::sleep(Duration::from_millis(5));
+        }
+        for t in threads.into_iter().filter(|t| t.is_finished()) {
+            let _ = t.join();
         }
         match self.shared.hub.clients() {
             0 => info!("all connections closed"),
