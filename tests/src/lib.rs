@@ -73,6 +73,7 @@ pub mod qemu;
 pub mod reply;
 pub mod server;
 pub mod shell;
+pub mod sockets;
 
 pub use client::{show, Client, Closed};
 pub use reply::{
