@@ -36,6 +36,12 @@ pub fn raise_own_nofile(n: u64) -> Result<(), String> {
         .map_err(|e| format!("cannot raise RLIMIT_NOFILE to {n} (hard limit {hard}): {e}"))
 }
 
+/// This process's hard RLIMIT_NOFILE: the most descriptors it (and a
+/// server it starts) can be given without CAP_SYS_RESOURCE.
+pub fn hard_nofile() -> u64 {
+    getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(_, hard)| hard)
+}
+
 /// Sets the RLIMIT_NOFILE of process `pid` to `n` (soft and hard) with
 /// util-linux's `prlimit`.
 pub fn set_nofile(pid: u32, n: u64) -> Result<(), String> {

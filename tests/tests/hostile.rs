@@ -126,7 +126,10 @@ fn out_of_descriptors_every_client_hears_within_a_second(shell: Shell) {
             break c;
         }
         assert_eq!(reply, error("busy"));
-        assert!(Instant::now() < deadline, "still busy 2 s after {n} clients left");
+        assert!(
+            Instant::now() < deadline,
+            "still busy 2 s after {n} clients left"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     let s = c.stats_until(|s| s.clients == 1);
