@@ -10,6 +10,9 @@
 #   REPEAT=3          runs per point; the table shows the run of median req/s
 #   POINTS="1x1 16x1 16x16 256x4"   connections x pipeline depth
 #   HOLD=2000         idle connections held for the memory figure
+#   BIG_HOLD=100000   idle connections envhub alone holds at once, from
+#                     127.0.0.2 on (capped by the hard descriptor limit:
+#                     the server needs one descriptor per connection)
 #   SERVERS="envhub tokio tokio-ct" which servers (tokio: multi-thread runtime
 #                     with 1 worker; tokio-ct: current-thread runtime)
 #   PORT=18080        first loopback port used (one per server start)
@@ -31,6 +34,7 @@ WARMUP=${WARMUP:-1}
 REPEAT=${REPEAT:-3}
 POINTS=${POINTS:-"1x1 16x1 16x16 256x4"}
 HOLD=${HOLD:-2000}
+BIG_HOLD=${BIG_HOLD:-100000}
 SERVERS=${SERVERS:-"envhub tokio tokio-ct"}
 PORT=${PORT:-18080}
 SERVER_CPU=${SERVER_CPU:-0}
@@ -43,10 +47,17 @@ echo "building (release) ..." >&2
     --bin envhub --bin envhub-load) >&2
 cargo build --release --quiet --manifest-path "$ROOT/benches/tokio-server/Cargo.toml" >&2
 
-# Enough descriptors for HOLD connections on both ends, plus slack.
-need=$((HOLD * 2 + 256))
+# Enough descriptors for BIG_HOLD connections (each end is a process of
+# its own), plus slack; as many as the hard limit allows.
+need=$((BIG_HOLD + 256))
+hard=$(ulimit -Hn)
+if [ "$hard" != unlimited ] && [ "$hard" -lt "$need" ]; then
+    ulimit -Hn "$need" 2>/dev/null || true
+fi
+ulimit -n "$need" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$need" ]; then
-    ulimit -n "$need" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+    BIG_HOLD=$(( $(ulimit -n) - 64 ))
+    echo "the descriptor limit is $(ulimit -n): holding $BIG_HOLD connections, not more" >&2
 fi
 
 # ---- server control -----------------------------------------------------
@@ -68,7 +79,8 @@ start_server() {
     ADDR=127.0.0.1:$PORT
     out=$LOG/$name-$PORT.out
     case $name in
-    envhub) taskset -c "$SERVER_CPU" "$BIN/envhub" --bind "$ADDR" --max-clients 8192 \
+    envhub) taskset -c "$SERVER_CPU" "$BIN/envhub" --bind "$ADDR" --max-clients 200000 \
+                --max-per-source 200000 \
                 >"$out" 2>"$LOG/$name-$PORT.err" & ;;
     tokio) taskset -c "$SERVER_CPU" "$BIN/envhub-tokio-server" --bind "$ADDR" --max-clients 8192 \
                --flavor multi --workers 1 >"$out" 2>"$LOG/$name-$PORT.err" & ;;
@@ -127,6 +139,29 @@ for server in $SERVERS; do
     stop_server
 done
 
+# envhub alone: BIG_HOLD idle connections at once.
+BIG_RSS=-; BIG_BASE=-
+if [[ " $SERVERS " == *" envhub "* ]]; then
+    start_server envhub
+    sleep 0.3
+    BIG_BASE=$(rss_kib)
+    echo "  envhub: holding $BIG_HOLD idle connections ..." >&2
+    holdout=$LOG/bighold.out
+    taskset -c "$LOAD_CPU" "$BIN/envhub-load" --addr "$ADDR" --hold "$BIG_HOLD" --sources 8 \
+        --duration 60 >"$holdout" 2>"$LOG/bighold.err" &
+    LOAD_PID=$!
+    for _ in $(seq 1800); do
+        if grep -q "^held" "$holdout"; then sleep 0.5; BIG_RSS=$(rss_kib); break; fi
+        kill -0 "$LOAD_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    [ "$BIG_RSS" = - ] && echo "  envhub: big hold failed: $(cat "$LOG/bighold.err")" >&2
+    kill "$LOAD_PID" 2>/dev/null || true
+    wait "$LOAD_PID" 2>/dev/null || true
+    LOAD_PID=
+    stop_server
+fi
+
 # ---- report -------------------------------------------------------------
 print_points "Throughput and latency ($DURATION s per point after ${WARMUP} s warm-up; server on CPU $SERVER_CPU, load on CPU $LOAD_CPU; loopback)"
 echo
@@ -137,4 +172,8 @@ echo "|---|---:|---:|---:|---:|"
 for server in $SERVERS; do
     echo "| $server | ${BASE[$server]} | ${HELD[$server]} | ${THR[$server]} | ${PER[$server]} |"
 done
+echo
+echo "### envhub holding $BIG_HOLD idle connections at once"
+echo
+echo "RSS before: ${BIG_BASE} KiB; with them: ${BIG_RSS} KiB"
 print_footer
