@@ -319,3 +319,35 @@ impl State<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn another_thread_wakes_a_loop_for_the_hub() {
+        let (mut l, handle) = EventLoop::new().unwrap();
+        let handle = Arc::new(handle);
+        let mut events = Events::with_capacity(8);
+        l.poll
+            .poll(&mut events, Some(Duration::from_millis(10)))
+            .unwrap();
+        assert!(events.is_empty(), "woke with nothing to say");
+        let waker = {
+            let handle = Arc::clone(&handle);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                handle.wake_hub();
+            })
+        };
+        let start = Instant::now();
+        l.poll
+            .poll(&mut events, Some(Duration::from_secs(5)))
+            .unwrap();
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert!(events.iter().any(|e| e.token() == WAKER));
+        assert!(handle.hub_ready.swap(false, Ordering::AcqRel));
+        waker.join().unwrap();
+    }
+}

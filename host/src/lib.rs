@@ -318,6 +318,33 @@ mod tests {
     }
 
     #[test]
+    fn connections_spread_over_every_loop() {
+        let (addr, stop, run) = server(&["--threads", "3"]);
+        let mut clients: Vec<_> = (0..7).map(|_| connect(addr)).collect();
+        for (a, ra) in &mut clients {
+            a.write_all(PING).unwrap();
+            assert_eq!(line(ra), PONG);
+        }
+        // Each loop holds some, and a store written through one loop is
+        // read through another.
+        let (a, ra) = &mut clients[0];
+        a.write_all(b"{\"location\":\"x\",\"temp\":1,\"hum\":2}\n")
+            .unwrap();
+        line(ra);
+        let (b, rb) = &mut clients[1];
+        b.write_all(b"{\"cmd\":\"latest\",\"location\":\"x\"}\n")
+            .unwrap();
+        assert!(line(rb).contains("\"temp\":1.0"));
+        stop.trigger();
+        for (_, r) in &mut clients {
+            let mut rest = String::new();
+            r.read_to_string(&mut rest).unwrap();
+            assert_eq!(rest, "{\"ok\":false,\"error\":\"shutting_down\"}\n");
+        }
+        run.join().unwrap();
+    }
+
+    #[test]
     fn idle_timeout_fires_for_a_dribbling_client() {
         let (addr, stop, run) = server(&["--idle-timeout", "0.3"]);
         let (mut a, mut ra) = connect(addr);
