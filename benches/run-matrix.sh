@@ -60,6 +60,10 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$need" ]; then
     echo "the descriptor limit is $(ulimit -n): holding $BIG_HOLD connections, not more" >&2
 fi
 
+# History off where the server has it: the tokio servers keep none.
+NO_DB=()
+if "$BIN/envhub" --help 2>/dev/null | grep -q -- --no-db; then NO_DB=(--no-db); fi
+
 # ---- server control -----------------------------------------------------
 # shellcheck source=benches/lib.sh
 source "$ROOT/benches/lib.sh"
@@ -80,7 +84,7 @@ start_server() {
     out=$LOG/$name-$PORT.out
     case $name in
     envhub) taskset -c "$SERVER_CPU" "$BIN/envhub" --bind "$ADDR" --max-clients 200000 \
-                --max-per-source 200000 \
+                --max-per-source 200000 "${NO_DB[@]}" \
                 >"$out" 2>"$LOG/$name-$PORT.err" & ;;
     tokio) taskset -c "$SERVER_CPU" "$BIN/envhub-tokio-server" --bind "$ADDR" --max-clients 8192 \
                --flavor multi --workers 1 >"$out" 2>"$LOG/$name-$PORT.err" & ;;
