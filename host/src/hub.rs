@@ -1,4 +1,4 @@
-//! The state every connection thread shares: the store behind a mutex, the
+//! The state every event loop shares: the store behind a mutex, the
 //! counters in atomics, and the server's clock.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -12,7 +12,7 @@ use log::debug;
 
 use crate::services::{unix_ms, Kept, Services};
 
-/// The server-wide state. Connection threads reach it through a
+/// The server-wide state. Connections reach it through a
 /// [`ClientHub`], which implements the core's [`Hub`].
 ///
 /// The mutex is held for one store operation only (a `latest` over the whole
