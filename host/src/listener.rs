@@ -6,9 +6,10 @@
 //! design, a listener per loop with `SO_REUSEPORT`, lets the kernel spread
 //! connections by a hash of their addresses: uneven for few clients, it
 //! resets connections queued on a loop's listener when the server stops,
-//! and the global and per-source counts must be shared anyway. Accepting
-//! is a small part of what a connection costs, so one acceptor is not the
-//! bottleneck.)
+//! and the global and per-source counts must be shared anyway. The hand-off
+//! costs little: with the server on one CPU, connect + ping + close took
+//! about 100 µs of server CPU per connection, as much as a tokio
+//! current-thread server that accepts inside its one loop.)
 //!
 //! A connection beyond a limit gets `busy` and a close from the acceptor
 //! itself: it never takes a loop's slot.
