@@ -6,7 +6,9 @@
 //! ([`envhub_core`]) doing all of the protocol. This crate only moves bytes,
 //! keeps time, shares the store between threads and stops gracefully.
 //!
-//! - [`cli`]: the command line.
+//! - [`args`]: the whole command line: serve, or a client subcommand.
+//! - [`cli`]: the server's flags.
+//! - [`client`]: `envhub send`, `latest` and `stats`.
 //! - [`hub`]: the store and counters every connection shares.
 //! - [`admission`]: the open-connection counts behind `busy`.
 //! - [`listener`]: the listening socket and the acceptor.
@@ -22,7 +24,9 @@
 #![deny(missing_docs)]
 
 pub mod admission;
+pub mod args;
 pub mod cli;
+pub mod client;
 pub mod codec;
 pub mod evloop;
 pub mod gbk;
@@ -47,6 +51,7 @@ use admission::{Admission, Limits};
 use evloop::{EventLoop, LoopHandle};
 use ratelog::Logs;
 
+pub use args::{Args, Command};
 pub use cli::{Cli, Encoding};
 pub use hub::SharedHub;
 pub use shutdown::Shutdown;
