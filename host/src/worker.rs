@@ -118,6 +118,10 @@ pub struct Client {
     pub readable: bool,
     /// See [`Client::readable`].
     pub writable: bool,
+    /// An event said the client closed its side (EPOLLRDHUP) or the socket
+    /// failed: keep reading until the read says so, even after a short
+    /// read (the FIN may have come with the last data, in the same edge).
+    pub read_closed: bool,
     /// The client closed its sending side.
     eof: bool,
     /// The server is stopping.
@@ -172,6 +176,7 @@ impl Client {
             // Try at once: the client may have sent already.
             readable: true,
             writable: true,
+            read_closed: false,
             eof: false,
             stopping: false,
             told: false,
@@ -304,8 +309,9 @@ impl Client {
             if can_read && self.readable {
                 match self.codec.read(&self.sock, &mut s.input) {
                     Ok(Got::Data { len, more }) => {
-                        if !more && !self.stopping {
-                            // Edge-triggered: new data brings a new event.
+                        if !more && !self.stopping && !self.read_closed {
+                            // Edge-triggered: new data, or the FIN, brings
+                            // a new event.
                             self.readable = false;
                         }
                         let p = self.conn.handle_input(
