@@ -43,7 +43,7 @@ LOG=$(mktemp -d /tmp/envhub-bench.XXXXXX)
 
 # ---- build --------------------------------------------------------------
 echo "building (release) ..." >&2
-(cd "$ROOT" && cargo build --release --quiet -p envhub-host -p envhub-tests \
+(cd "$ROOT" && cargo build --release --quiet -p envhub-host -p envhub-load \
     --bin envhub --bin envhub-load) >&2
 cargo build --release --quiet --manifest-path "$ROOT/benches/tokio-server/Cargo.toml" >&2
 

@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 use envhub_core::Config;
 use log::{info, warn};
 
-use admission::{Admission, Limits};
+use admission::Admission;
 use evloop::{EventLoop, LoopHandle};
 use ratelog::Logs;
 
@@ -56,10 +56,10 @@ pub use cli::{Cli, Encoding};
 pub use hub::SharedHub;
 pub use shutdown::Shutdown;
 
-/// How long the server waits, once stopped, for its connections to close
-/// (each is reset after [`worker::SHUTDOWN_GRACE_MS`] anyway). Within the
-/// protocol's 2 s.
-pub const STOP_WAIT: Duration = Duration::from_millis(1_500);
+/// How long the server waits, once stopped, for its event loops to close
+/// their connections (the core resets each after its shutdown grace): the
+/// core's promise for the whole exit.
+pub const STOP_WAIT: Duration = Duration::from_millis(envhub_core::limits::SHUTDOWN_EXIT_MS);
 
 /// What the acceptor and every event loop share.
 #[derive(Debug)]
@@ -122,10 +122,7 @@ impl Server {
         }
         let shared = Arc::new(Shared {
             loops: handles,
-            admission: Admission::new(Limits {
-                max_clients: cli.max_clients,
-                max_per_source: cli.max_per_source(),
-            }),
+            admission: Admission::new(cli.config()),
             logs: Logs::default(),
             hub: SharedHub::new(),
             shutdown: Arc::new(Shutdown::new()?),
@@ -200,9 +197,14 @@ pub fn init_logging() {
         .init();
 }
 
-/// The whole program after parsing: bind (exit 2 on failure), announce
+/// The whole program after parsing: check the settings and bind (exit 2
+/// on failure), announce
 /// `listening on ADDR` on stdout, serve until SIGINT/SIGTERM, exit 0.
 pub fn run(cli: Cli) -> ExitCode {
+    if let Err(e) = cli.config().check(usize::MAX) {
+        eprintln!("envhub: {e}");
+        return ExitCode::from(2);
+    }
     let server = match Server::bind(&cli) {
         Ok(server) => server,
         Err(e) => {

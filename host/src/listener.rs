@@ -24,7 +24,6 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
-use crate::admission::Admit;
 use crate::evloop::Handoff;
 use crate::ratelog::suppressed;
 use crate::worker::SEND_BUFFER;
@@ -152,9 +151,8 @@ pub fn accept_loop(listener: &TcpListener, shared: &Shared) {
 
 /// Hands a connection to the next loop, or turns it away at a limit.
 fn admit(sock: TcpStream, peer: SocketAddr, shared: &Shared, next_loop: &mut usize) {
-    match shared.admission.open(peer.ip()) {
-        Admit::Accept => {}
-        full => return turn_away(sock, peer, shared, full.as_str()),
+    if let Err(full) = shared.admission.open(peer.ip()) {
+        return turn_away(sock, peer, shared, full.as_str());
     }
     let id = shared.hub.open();
     if let Err(e) = sock.set_nonblocking(true) {

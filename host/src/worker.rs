@@ -19,6 +19,7 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown as Side, SocketAddr, TcpStream};
 use std::time::Duration;
 
+use envhub_core::limits::{CLOSE_LINGER_MS, SHUTDOWN_GRACE_MS, WRITE_STALL_MS};
 use envhub_core::{Close, Connection, Mode, Reason};
 use log::{info, warn};
 use socket2::SockRef;
@@ -36,19 +37,12 @@ pub const IN: usize = 8 * 1024;
 /// (twice the input, as replies run longer than requests).
 pub const OUT: usize = 2 * IN;
 
-/// A connection whose unsent replies make no progress for this long is
-/// reset: a client that stops reading cannot hold its slot.
-pub const WRITE_TIMEOUT_MS: u64 = 5_000;
-
-/// Once the server stops, a connection has this long to deliver its last
-/// replies and `shutting_down`; then it is reset.
-pub const SHUTDOWN_GRACE_MS: u64 = 1_000;
-
-/// After a graceful close, how long the connection keeps reading (and
-/// discarding) what the client still sends, so that closing with unread
-/// data does not reset the connection before the client has read the last
-/// replies. Its slot is already free then.
-pub const LINGER_MS: u64 = 500;
+/// How long a connection whose closing replies the core has all handed
+/// over keeps reading (and discarding) what the client still sends after
+/// the FIN, so that closing with unread data does not reset the connection
+/// before the client has read the last replies: the core's close linger.
+/// Its slot is already free then.
+pub const LINGER_MS: u64 = CLOSE_LINGER_MS;
 
 /// Rounds of read/answer/write one connection gets per turn before the
 /// loop serves the others.
@@ -128,9 +122,11 @@ pub struct Client {
     stopping: bool,
     /// The core was told ([`Connection::handle_shutdown`]).
     told: bool,
-    /// When a stopping connection is reset.
+    /// The end of the core's shutdown grace: lingering stops then.
     stop_deadline: u64,
-    /// When unsent replies that make no progress get the connection reset.
+    /// When wire bytes the core handed over but the socket has not taken
+    /// (the shell's own buffer, which the core cannot see) get the
+    /// connection reset: the core's write-stall time.
     write_deadline: u64,
     /// Closed gracefully (counted closed): discarding what the client still
     /// sends until then.
@@ -194,8 +190,9 @@ impl Client {
         &self.sock
     }
 
-    /// The server began to stop at `now`: answer what came in, say
-    /// `shutting_down`, close; reset after [`SHUTDOWN_GRACE_MS`].
+    /// The server began to stop at `now`: answer what came in, then the
+    /// core says `shutting_down` and closes (it resets what is still open
+    /// after its shutdown grace).
     pub fn stop(&mut self, now: u64) {
         if !self.stopping {
             self.stopping = true;
@@ -215,9 +212,6 @@ impl Client {
             return until;
         }
         let mut at = self.conn.poll_timeout().unwrap_or(u64::MAX);
-        if self.stopping {
-            at = at.min(self.stop_deadline);
-        }
         if self.wire_pending() {
             at = at.min(self.write_deadline);
         }
@@ -237,11 +231,6 @@ impl Client {
         let room = OUT.min(self.codec.out_room());
         self.waits_on_hub = false;
         for _ in 0..BUDGET {
-            if now >= self.stop_deadline {
-                return Step::Ended(End::Abort(
-                    "server stopping and the client did not take its replies",
-                ));
-            }
             if self.wire_pending() && now >= self.write_deadline {
                 return Step::Ended(End::Abort("client stopped reading its replies"));
             }
@@ -250,7 +239,13 @@ impl Client {
             }
             match self.conn.poll_close() {
                 Some(Close::Abort) => {
-                    return Step::Ended(End::Abort("client stopped reading while closing"))
+                    return Step::Ended(End::Abort(match self.conn.close_reason() {
+                        Some(Reason::WriteStall) => "client stopped reading its replies",
+                        Some(Reason::Shutdown) => {
+                            "server stopping and the client did not take its replies"
+                        }
+                        _ => "client stopped reading while closing",
+                    }))
                 }
                 Some(Close::Graceful) if !self.wire_pending() => {
                     return Step::Ended(End::Graceful(self.conn.close_reason()))
@@ -266,7 +261,7 @@ impl Client {
                 match (&self.sock).write(&self.wire[self.wire_at..]) {
                     Ok(n) => {
                         self.wire_at += n;
-                        self.write_deadline = now.saturating_add(WRITE_TIMEOUT_MS);
+                        self.write_deadline = now.saturating_add(WRITE_STALL_MS);
                         if !self.wire_pending() {
                             // Give the buffer back: idle connections hold none.
                             self.wire = Vec::new();
@@ -362,7 +357,7 @@ impl Client {
     fn send(&mut self, now: u64, written: usize, s: &Scratch) -> io::Result<()> {
         let n = self.codec.encode(&s.out[..written]);
         let bytes = &self.codec.wire(&s.out)[..n];
-        self.write_deadline = now.saturating_add(WRITE_TIMEOUT_MS);
+        self.write_deadline = now.saturating_add(WRITE_STALL_MS);
         let mut sent = 0;
         while self.writable && sent < bytes.len() {
             match (&self.sock).write(&bytes[sent..]) {

@@ -254,6 +254,86 @@ impl Server {
         server
     }
 
+    /// Starts the program of `shell` with `opts` expecting it to exit (a
+    /// command line it refuses); waits at most `limit`. Returns its exit
+    /// status (`None`: still running, then killed) and its output.
+    pub fn run_to_exit(shell: Shell, opts: Opts, limit: Duration) -> (Option<ExitStatus>, String) {
+        let (cmd, netns, permit) = match shell {
+            Shell::Host => {
+                let mut cmd = Command::new(Shell::Host.binary());
+                cmd.args(["--bind", "127.0.0.1:0"]).args(opts.to_args());
+                (cmd, None, None)
+            }
+            Shell::Tap => {
+                let ns = Netns::create();
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns.name()])
+                    .arg(Shell::Tap.binary())
+                    .args(["--tap", netns::TAP_DEV])
+                    .arg("--ip")
+                    .arg(format!("{}/{}", netns::SERVER_IP, netns::SERVER_PREFIX))
+                    .args(opts.to_args());
+                (cmd, Some(ns), None)
+            }
+            Shell::Firmware => {
+                let permit = qemu::Permit::acquire();
+                let ns = Netns::create();
+                let qemu = qemu::command(
+                    Shell::Firmware.binary(),
+                    netns::TAP_DEV,
+                    &opts.to_firmware_args(),
+                );
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns.name()])
+                    .args(qemu::argv(&qemu));
+                (cmd, Some(ns), Some(permit))
+            }
+        };
+        let (child, log, _listening) = spawn(cmd);
+        let mut server = Server {
+            shell,
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log,
+            exited: None,
+            netns,
+            _qemu: permit,
+        };
+        let status = server.wait_exit(limit);
+        // Let the log readers see the end of the output.
+        std::thread::sleep(Duration::from_millis(100));
+        (status, server.log())
+    }
+
+    /// Connects a new client from a second source address of the shell's
+    /// network (127.0.0.2 on loopback,
+    /// 192.168.69.101 inside the namespace, added on first use).
+    #[track_caller]
+    pub fn connect_from_second_source(&self) -> Client {
+        let result = match &self.netns {
+            None => netns::connect_from(self.addr, [127, 0, 0, 2].into()),
+            Some(ns) => {
+                static ADDED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+                let mut added = ADDED.lock().unwrap_or_else(|e| e.into_inner());
+                if !added.iter().any(|n| n == ns.name()) {
+                    ns.add_address("192.168.69.101/24");
+                    added.push(ns.name().to_owned());
+                }
+                drop(added);
+                ns.connect_from(self.addr, [192, 168, 69, 101].into())
+            }
+        };
+        match result {
+            Ok(stream) => Client::new(stream),
+            Err(e) => panic!("cannot connect from the second source: {e}"),
+        }
+    }
+
+    /// The network namespace the server runs in (TAP, firmware).
+    pub fn netns(&self) -> Option<&Netns> {
+        self.netns.as_ref()
+    }
+
     /// The shell this server belongs to.
     pub fn shell(&self) -> Shell {
         self.shell
