@@ -16,6 +16,9 @@ use crate::reply::{Reply, Walk, BUSY};
 use crate::request::{decode, Request};
 use crate::sink::Sink;
 
+mod ahead;
+use ahead::Ahead;
+
 pub use crate::config::{Config, Mode};
 
 /// What [`Connection::handle_input`] did.
@@ -86,8 +89,13 @@ enum State {
 const LINE_BUF: usize = MAX_LINE + 1;
 
 /// One client's protocol state.
+///
+/// `WAIT` is how many readings may wait for a hub that answers later
+/// ([`crate::Outcome::Pending`]) besides the one whose reply is next: see
+/// [`Connection::with_queue`]. Shells whose hub answers at once keep the
+/// default 0, which costs no memory.
 #[derive(Debug)]
-pub struct Connection {
+pub struct Connection<const WAIT: usize = 0> {
     id: u64,
     config: Config,
     state: State,
@@ -113,12 +121,27 @@ pub struct Connection {
     shutdown_deadline: u64,
     /// Why it stopped reading, once it did.
     reason: Option<Reason>,
+    /// Readings submitted while an earlier reply waits for the hub.
+    ahead: Ahead<WAIT>,
 }
 
 impl Connection {
     /// A new connection with id `id` (from [`crate::Stats::open`] or the
-    /// shell's own counter), accepted at `now`.
+    /// shell's own counter), accepted at `now`, for a hub that answers
+    /// readings at once ([`crate::LocalHub`]). A hub that answers
+    /// [`crate::Outcome::Pending`] needs [`Connection::with_queue`]; here
+    /// such a reading is answered `storage_error`.
     pub fn new(id: u64, now: u64, config: Config) -> Self {
+        Self::with_queue(id, now, config)
+    }
+}
+
+impl<const WAIT: usize> Connection<WAIT> {
+    /// Like [`Connection::new`], for a hub that answers readings later: up
+    /// to `WAIT` further readings of a pipelined batch are submitted while
+    /// the first one waits (so one disk commit can cover them all), and
+    /// their replies follow in request order once the hub decides.
+    pub fn with_queue(id: u64, now: u64, config: Config) -> Self {
         Connection {
             id,
             config,
@@ -133,6 +156,7 @@ impl Connection {
             stall_deadline: u64::MAX,
             shutdown_deadline: u64::MAX,
             reason: None,
+            ahead: Ahead::new(),
         }
     }
 
@@ -166,7 +190,8 @@ impl Connection {
         self.arm_shutdown(now);
         let mut sink = Sink::new(out);
         let mut consumed = 0;
-        if self.flush(&mut sink, hub) && self.state == State::Open {
+        let clear = self.flush(&mut sink, hub);
+        if (clear || self.awaits_hub()) && self.state == State::Open {
             consumed = match self.config.mode {
                 Mode::Sensor => self.read_lines(now, input, &mut sink, hub),
                 Mode::Echo => {
@@ -241,7 +266,7 @@ impl Connection {
             State::Open if now >= self.idle_deadline => {
                 self.close_with(now, Reason::IdleTimeout, hub);
             }
-            State::Draining if now >= self.stall_deadline => {
+            State::Draining if now >= self.stall_deadline && !self.awaits_hub() => {
                 self.state = State::Closed(Close::Abort);
             }
             _ => {}
@@ -306,7 +331,10 @@ impl Connection {
     /// [`WRITE_STALL_MS`], while closing within [`CLOSE_LINGER_MS`].
     fn watch_output(&mut self, now: u64, written: usize) {
         match self.state {
-            State::Open if !self.has_output() => self.stall_deadline = u64::MAX,
+            // A reply waiting for the hub is not output the peer fails to take.
+            State::Open if !self.has_output() || self.awaits_hub() => {
+                self.stall_deadline = u64::MAX;
+            }
             State::Open if written > 0 || self.stall_deadline == u64::MAX => {
                 self.stall_deadline = now.saturating_add(WRITE_STALL_MS);
             }
@@ -321,11 +349,17 @@ impl Connection {
     /// left owed.
     fn flush<H: Hub + ?Sized>(&mut self, sink: &mut Sink<'_>, hub: &mut H) -> bool {
         loop {
+            if !self.settle(hub) {
+                return false;
+            }
             if let Some((reply, offset)) = &mut self.pending {
                 if !reply.write(offset, sink, hub) {
                     return false;
                 }
                 self.pending = None;
+            }
+            if self.next_awaited(hub) {
+                continue;
             }
             match self.trailer.take() {
                 Some(code) => self.pending = Some((Reply::Error(code), 0)),
@@ -372,7 +406,17 @@ impl Connection {
         hub: &mut H,
     ) -> usize {
         let mut at = 0;
-        while at < input.len() && self.pending.is_none() && self.state == State::Open {
+        while at < input.len() && self.state == State::Open {
+            if self.pending.is_some() {
+                // Only readings may go ahead of a reply that waits for the hub.
+                match self.submit_ahead(now, &input[at..], hub) {
+                    Some(n) => {
+                        at += n;
+                        continue;
+                    }
+                    None => break,
+                }
+            }
             let rest = &input[at..];
             let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
                 // No LF yet: keep the start of the line.
@@ -434,10 +478,10 @@ impl Connection {
         }
         let reply = match decode(line) {
             Err(code) => return self.error(code, sink, hub),
-            Ok(Request::Reading(reading)) => match hub.store(&reading, now) {
-                Ok(()) => Reply::Stored(reading),
-                Err(_) => return self.error(ErrorCode::StoreFull, sink, hub),
-            },
+            Ok(Request::Reading(reading)) => {
+                let outcome = hub.submit(&reading, now);
+                self.settled(outcome, reading, hub)
+            }
             Ok(Request::Ping) => Reply::Pong,
             Ok(Request::Bye) => {
                 self.drain(now, Reason::Bye);

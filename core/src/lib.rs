@@ -44,7 +44,7 @@ pub use config::{Admit, Config, ConfigError, Full, Mode};
 pub use connection::{turn_away, Close, Connection, Progress, Reason};
 pub use decimal::Tenths;
 pub use error::{ErrorCode, Field};
-pub use hub::{Hub, LocalHub};
+pub use hub::{Hub, LocalHub, Outcome, Ticket};
 pub use reading::{Location, Reading};
 pub use reply::BUSY;
 pub use request::{decode, Request};

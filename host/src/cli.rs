@@ -1,12 +1,15 @@
 //! The command line (PROTOCOL.md, "Command-line contract"), parsed with clap.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::TypedValueParser;
 use clap::{Parser, ValueEnum};
 use envhub_core::limits::DEFAULT_MAX_CLIENTS;
 use envhub_core::{Config, Mode};
+
+use crate::history::{self, Sync};
 
 /// The envhub server: sensors send JSON lines over TCP, envhub validates
 /// them, keeps the newest reading per location and answers every line.
@@ -55,6 +58,28 @@ pub struct Cli {
     /// mode, which returns bytes unchanged.
     #[arg(long, value_enum, default_value_t = Encoding::Utf8)]
     pub encoding: Encoding,
+
+    /// The history: every acknowledged reading is kept in this SQLite file
+    /// (created if missing; WAL mode). A reading is acknowledged only once
+    /// it is committed there, and a restart restores `latest` from it. One
+    /// envhub per file. Echo mode never opens it.
+    #[arg(long, value_name = "PATH", default_value = "envhub.db")]
+    pub db: PathBuf,
+
+    /// Keep no history: readings live only in memory and are acknowledged
+    /// as soon as they are stored there.
+    #[arg(long, conflicts_with_all = ["db", "sync", "retention_days"])]
+    pub no_db: bool,
+
+    /// `normal`: an acknowledged reading survives a crash of envhub
+    /// (kill -9). `full`: it also survives a power cut (fsync per commit).
+    #[arg(long, value_enum, default_value_t = Sync::Normal)]
+    pub sync: Sync,
+
+    /// Delete rows older than this many days, a few hundred at a time;
+    /// 0 keeps everything.
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    pub retention_days: u32,
 }
 
 /// `--encoding`: the text encoding spoken on the wire.
@@ -74,6 +99,15 @@ impl Cli {
             || std::thread::available_parallelism().map_or(1, |n| n.get()),
             usize::from,
         )
+    }
+
+    /// How to keep the history; `None` with `--no-db` and in echo mode.
+    pub fn history(&self) -> Option<history::Options> {
+        (!self.no_db && self.mode == Mode::Sensor).then(|| history::Options {
+            path: self.db.clone(),
+            sync: self.sync,
+            retention_days: self.retention_days,
+        })
     }
 
     /// The core's configuration (mode, idle timeout, admission). Check it
@@ -142,6 +176,38 @@ mod tests {
         assert_eq!(cli.mode, Mode::Sensor);
         assert_eq!(cli.encoding, Encoding::Utf8);
         assert_eq!(cli.config(), Config::default());
+        let history = cli.history().unwrap();
+        assert_eq!(history.path, PathBuf::from("envhub.db"));
+        assert_eq!((history.sync, history.retention_days), (Sync::Normal, 30));
+    }
+
+    #[test]
+    fn history_flags() {
+        let cli = parse(&[
+            "--db",
+            "/tmp/x.db",
+            "--sync",
+            "full",
+            "--retention-days",
+            "0",
+        ])
+        .unwrap();
+        let history = cli.history().unwrap();
+        assert_eq!(history.path, PathBuf::from("/tmp/x.db"));
+        assert_eq!((history.sync, history.retention_days), (Sync::Full, 0));
+        assert_eq!(parse(&["--no-db"]).unwrap().history(), None);
+        assert_eq!(
+            parse(&["--mode", "echo"]).unwrap().history(),
+            None,
+            "echo never opens a db"
+        );
+        for args in [
+            &["--no-db", "--db", "x.db"][..],
+            &["--sync", "sometimes"],
+            &["--retention-days", "-1"],
+        ] {
+            assert_eq!(parse(args).unwrap_err().exit_code(), 2, "{args:?}");
+        }
     }
 
     #[test]
@@ -221,6 +287,10 @@ mod tests {
             "--idle-timeout",
             "--mode",
             "--encoding",
+            "--db",
+            "--no-db",
+            "--sync",
+            "--retention-days",
             "busy",
         ] {
             assert!(help.contains(flag), "{flag} missing from:\n{help}");

@@ -18,11 +18,12 @@
 //!
 //! ## Waking a loop from another thread (the hub seam)
 //!
-//! A part of the hub that works on a thread of its own (e.g. a writer that
-//! commits readings to disk in groups) may make the core hold a reply until
-//! that work is done. A connection whose core owes output but writes none
-//! into free room is marked [`Client::waits_on_hub`]; the loop keeps those
-//! keys in its `hub_waiters` set. [`crate::Shared::wake_all`] (or
+//! A part of the hub that works on a thread of its own (the history writer,
+//! which commits readings to disk in groups) makes the core hold a reply
+//! until that work is done. A connection whose next reply waits for the hub
+//! (`Connection::awaits_hub`) is marked [`Client::waits_on_hub`]; the loop
+//! keeps those keys in its `hub_waiters` set. The history's commit hook
+//! (set in [`crate::Server::bind`]) calls [`crate::Shared::wake_all`]. [`crate::Shared::wake_all`] (or
 //! [`LoopHandle::wake_hub`] for one loop) sets the handle's `hub_ready`
 //! flag and wakes the loop; the loop then drives every waiting connection
 //! again (the core is called with no new input and what it writes is

@@ -10,6 +10,7 @@
 //! - [`cli`]: the server's flags.
 //! - [`client`]: `envhub send`, `latest` and `stats`.
 //! - [`hub`]: the store and counters every connection shares.
+//! - [`history`]: every acknowledged reading kept in SQLite.
 //! - [`admission`]: the open-connection counts behind `busy`.
 //! - [`listener`]: the listening socket and the acceptor.
 //! - [`evloop`]: an event-loop thread and how other threads wake it.
@@ -30,6 +31,7 @@ pub mod client;
 pub mod codec;
 pub mod evloop;
 pub mod gbk;
+pub mod history;
 pub mod hub;
 pub mod listener;
 pub mod ratelog;
@@ -37,6 +39,7 @@ pub mod services;
 pub mod shutdown;
 pub mod worker;
 
+use std::fmt;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::ExitCode;
@@ -101,6 +104,26 @@ impl Shared {
     }
 }
 
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The history database cannot be used (its message names the file).
+    History(history::OpenError),
+    /// The listening socket cannot be bound.
+    Listen(SocketAddr, io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::History(e) => e.fmt(f),
+            StartError::Listen(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
 /// A bound server, not yet accepting.
 #[derive(Debug)]
 pub struct Server {
@@ -110,13 +133,18 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the listening socket as `cli` says.
-    pub fn bind(cli: &Cli) -> io::Result<Server> {
-        let listener = listener::bind(cli.bind)?;
+    /// Opens the history (unless `--no-db` or echo mode) and binds the
+    /// listening socket, as `cli` says.
+    pub fn bind(cli: &Cli) -> Result<Server, StartError> {
+        let hub = match cli.history() {
+            Some(options) => SharedHub::with_history(&options).map_err(StartError::History)?,
+            None => SharedHub::new(),
+        };
+        let listener = listener::bind(cli.bind).map_err(|e| StartError::Listen(cli.bind, e))?;
         let mut loops = Vec::new();
         let mut handles = Vec::new();
         for _ in 0..cli.threads() {
-            let (l, h) = EventLoop::new()?;
+            let (l, h) = EventLoop::new().map_err(|e| StartError::Listen(cli.bind, e))?;
             loops.push(l);
             handles.push(h);
         }
@@ -124,12 +152,22 @@ impl Server {
             loops: handles,
             admission: Admission::new(cli.config()),
             logs: Logs::default(),
-            hub: SharedHub::new(),
-            shutdown: Arc::new(Shutdown::new()?),
+            hub,
+            shutdown: Arc::new(Shutdown::new().map_err(|e| StartError::Listen(cli.bind, e))?),
             config: cli.config(),
             encoding: cli.encoding,
             max_clients: cli.max_clients,
         });
+        // A commit decides the tickets that connections wait for: the loops
+        // drive those connections again.
+        if let Some(history) = shared.hub.history() {
+            let weak = Arc::downgrade(&shared);
+            history.on_commit(Box::new(move || {
+                if let Some(shared) = weak.upgrade() {
+                    shared.wake_all();
+                }
+            }));
+        }
         Ok(Server {
             listener,
             loops,
@@ -154,7 +192,8 @@ impl Server {
 
     /// Serves until the stop signal; then stops accepting, lets every
     /// connection say `shutting_down` and close, and returns once all are
-    /// closed or after [`STOP_WAIT`].
+    /// closed or after [`STOP_WAIT`], and the history has committed
+    /// everything queued.
     pub fn run(self) {
         let mut threads = Vec::new();
         for (i, l) in self.loops.into_iter().enumerate() {
@@ -187,6 +226,7 @@ impl Server {
             0 => info!("all connections closed"),
             n => warn!("{n} connection(s) still open at exit"),
         }
+        self.shared.hub.close_history();
     }
 }
 
@@ -208,7 +248,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let server = match Server::bind(&cli) {
         Ok(server) => server,
         Err(e) => {
-            eprintln!("envhub: cannot listen on {}: {e}", cli.bind);
+            eprintln!("envhub: {e}");
             return ExitCode::from(2);
         }
     };
@@ -247,7 +287,9 @@ mod tests {
     const PONG: &str = "{\"ok\":true,\"pong\":true}\n";
 
     fn server(args: &[&str]) -> (SocketAddr, Arc<Shutdown>, thread::JoinHandle<()>) {
-        let argv = ["envhub", "--bind", "127.0.0.1:0"].iter().chain(args);
+        let argv = ["envhub", "--bind", "127.0.0.1:0", "--no-db"]
+            .iter()
+            .chain(args);
         let server = Server::bind(&Cli::parse_from(argv)).unwrap();
         let addr = server.local_addr().unwrap();
         let stop = server.shutdown();

@@ -44,6 +44,11 @@ pub const OUT: usize = 2 * IN;
 /// Its slot is already free then.
 pub const LINGER_MS: u64 = CLOSE_LINGER_MS;
 
+/// Readings a connection submits to the history while the first one's ack
+/// waits for its commit (see [`Connection::with_queue`]): one commit can
+/// cover a pipelined batch.
+pub const AHEAD: usize = 16;
+
 /// Rounds of read/answer/write one connection gets per turn before the
 /// loop serves the others.
 const BUDGET: usize = 16;
@@ -99,7 +104,7 @@ pub struct Client {
     id: u64,
     peer: SocketAddr,
     sock: TcpStream,
-    conn: Connection,
+    conn: Connection<AHEAD>,
     codec: Box<dyn Codec + Send>,
     /// Input the core has not consumed yet (empty, unallocated, when idle).
     input: Vec<u8>,
@@ -131,8 +136,8 @@ pub struct Client {
     /// Closed gracefully (counted closed): discarding what the client still
     /// sends until then.
     linger_until: Option<u64>,
-    /// The core owes output it could not write: it waits on the hub
-    /// (see [`crate::evloop`]'s hub wake).
+    /// The core's next reply waits for the hub ([`Connection::awaits_hub`]):
+    /// the loop re-drives it on the hub's wake (see [`crate::evloop`]).
     pub waits_on_hub: bool,
     /// The deadline this connection has in its loop's timer heap
     /// (`u64::MAX`: none).
@@ -164,7 +169,7 @@ impl Client {
             id,
             peer,
             sock,
-            conn: Connection::new(id, now, shared.config),
+            conn: Connection::with_queue(id, now, shared.config),
             codec,
             input: Vec::new(),
             wire: Vec::new(),
@@ -344,9 +349,9 @@ impl Client {
                 self.told = true;
                 continue;
             }
-            // The core owes output yet wrote none into free room: it waits
-            // for the hub (e.g. a group commit), which wakes the loop.
-            self.waits_on_hub = self.conn.has_output();
+            // The next reply waits for the hub (the history's commit): the
+            // loop drives this connection again when the hub wakes it.
+            self.waits_on_hub = self.conn.awaits_hub();
             return Step::Wait;
         }
         Step::Again

@@ -82,7 +82,7 @@ pub use reply::{
     error, invalid, latest, mask, missing, reading, stored, Stats, BYE, EMPTY_LATEST, PONG,
 };
 pub use server::{Mode, Opts, Server};
-pub use shell::{run, Shell};
+pub use shell::{run, skip, Shell};
 
 /// Runs test functions `fn name(shell: Shell)` against every shell.
 ///

@@ -2,6 +2,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use tempfile::TempDir;
 
 use crate::client::Client;
 use crate::netns::{self, Netns};
@@ -52,6 +54,10 @@ pub struct Opts {
     pub mode: Mode,
     /// More arguments, appended as given.
     pub args: Vec<String>,
+    /// Host: `--db PATH` (a test that restarts a server on the same file);
+    /// unset, each host server gets a fresh database in a temporary
+    /// directory of its own (or none with `--no-db` among `args`).
+    pub db: Option<PathBuf>,
 }
 
 impl Opts {
@@ -70,6 +76,12 @@ impl Opts {
     /// `--mode echo`.
     pub fn echo(mut self) -> Self {
         self.mode = Mode::Echo;
+        self
+    }
+
+    /// Host: `--db path`.
+    pub fn db(mut self, path: impl Into<PathBuf>) -> Self {
+        self.db = Some(path.into());
         self
     }
 
@@ -133,6 +145,11 @@ pub struct Server {
     /// The firmware's turn to run QEMU; dropped last, once QEMU and its
     /// namespace are gone.
     _qemu: Option<qemu::Permit>,
+    /// Host: the database file it was started with, if any.
+    db: Option<PathBuf>,
+    /// The temporary directory of a fresh database; removed after the
+    /// server is gone.
+    _db_dir: Option<TempDir>,
 }
 
 impl Server {
@@ -155,6 +172,10 @@ impl Server {
     fn start_host(opts: Opts) -> Server {
         let mut cmd = Command::new(Shell::Host.binary());
         cmd.args(["--bind", "127.0.0.1:0"]).args(opts.to_args());
+        let (db, db_dir) = host_db(&opts);
+        if let Some(path) = &db {
+            cmd.arg("--db").arg(path);
+        }
         let (child, log, listening) = spawn(cmd);
         let mut server = Server {
             shell: Shell::Host,
@@ -164,6 +185,8 @@ impl Server {
             exited: None,
             netns: None,
             _qemu: None,
+            db,
+            _db_dir: db_dir,
         };
         match listening.recv_timeout(START_TIMEOUT) {
             Ok(text) => match text.trim().parse::<SocketAddr>() {
@@ -194,6 +217,8 @@ impl Server {
             exited: None,
             netns: Some(ns),
             _qemu: None,
+            db: None,
+            _db_dir: None,
         };
         // Ready once the program holds the TAP device; the first connect
         // retries while its sockets come up. (A probe connection would take
@@ -232,6 +257,8 @@ impl Server {
             exited: None,
             netns: Some(ns),
             _qemu: Some(permit),
+            db: None,
+            _db_dir: None,
         };
         // The first connect still retries while ARP and the LAN9118 settle.
         let deadline = Instant::now() + START_TIMEOUT;
@@ -258,10 +285,17 @@ impl Server {
     /// command line it refuses); waits at most `limit`. Returns its exit
     /// status (`None`: still running, then killed) and its output.
     pub fn run_to_exit(shell: Shell, opts: Opts, limit: Duration) -> (Option<ExitStatus>, String) {
+        let (db, db_dir) = match shell {
+            Shell::Host => host_db(&opts),
+            _ => (None, None),
+        };
         let (cmd, netns, permit) = match shell {
             Shell::Host => {
                 let mut cmd = Command::new(Shell::Host.binary());
                 cmd.args(["--bind", "127.0.0.1:0"]).args(opts.to_args());
+                if let Some(path) = &db {
+                    cmd.arg("--db").arg(path);
+                }
                 (cmd, None, None)
             }
             Shell::Tap => {
@@ -298,6 +332,8 @@ impl Server {
             exited: None,
             netns,
             _qemu: permit,
+            db,
+            _db_dir: db_dir,
         };
         let status = server.wait_exit(limit);
         // Let the log readers see the end of the output.
@@ -337,6 +373,20 @@ impl Server {
     /// The shell this server belongs to.
     pub fn shell(&self) -> Shell {
         self.shell
+    }
+
+    /// The host server's database file (`None`: no history).
+    pub fn db(&self) -> Option<&Path> {
+        self.db.as_deref()
+    }
+
+    /// Kills the server with SIGKILL (no chance to clean up) and waits for
+    /// it to be gone.
+    pub fn kill9(&mut self) {
+        self.signal(Signal::SIGKILL);
+        if self.wait_exit(Duration::from_secs(5)).is_none() {
+            self.fail("survived SIGKILL for 5 s");
+        }
     }
 
     /// The address clients connect to.
@@ -436,6 +486,25 @@ impl Drop for Server {
             );
         }
         // Then `netns` drops: the namespace goes once nothing runs in it.
+    }
+}
+
+/// The database a host server started with `opts` gets: the test's own
+/// file, none (`--no-db` among the arguments, or echo mode), or a fresh one
+/// in a temporary directory (tests never write a database into the source
+/// tree), returned with that directory.
+fn host_db(opts: &Opts) -> (Option<PathBuf>, Option<TempDir>) {
+    let no_db = opts.args.iter().any(|a| a == "--no-db") || opts.mode == Mode::Echo;
+    match (&opts.db, no_db) {
+        (_, true) => (None, None),
+        (Some(path), false) => (Some(path.clone()), None),
+        (None, false) => {
+            let dir = tempfile::Builder::new()
+                .prefix("envhub-e2e-db-")
+                .tempdir()
+                .expect("create a temporary directory for the database");
+            (Some(dir.path().join("envhub.db")), Some(dir))
+        }
     }
 }
 
