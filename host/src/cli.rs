@@ -36,6 +36,11 @@ pub struct Cli {
     #[arg(long, value_name = "N")]
     pub max_per_source: Option<u64>,
 
+    /// Event-loop threads serving the connections. Default: the number of
+    /// CPUs this process may run on.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+
     /// Close a connection that sends no complete line for this many seconds
     /// (fractions allowed, e.g. 0.5), after an `idle_timeout` reply; 0 never
     /// closes an idle connection.
@@ -136,6 +141,14 @@ pub enum Encoding {
 }
 
 impl Cli {
+    /// `--threads`, or the CPUs this process may run on.
+    pub fn threads(&self) -> usize {
+        self.threads.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            usize::from,
+        )
+    }
+
     /// How to keep the history; `None` with `--no-db` and in echo mode.
     pub fn history(&self) -> Option<history::Options> {
         (!self.no_db && self.mode == Mode::Sensor).then(|| history::Options {
