@@ -67,7 +67,25 @@ impl<'a> Sink<'a> {
     }
 
     /// Appends bytes to the current chunk.
-    pub(crate) fn put(&mut self, mut bytes: &[u8]) {
+    ///
+    /// Inlined so that a constant piece of a reply is copied as a
+    /// fixed-size move when it fits and nothing is skipped, the usual case;
+    /// a resumed or cut-off chunk takes [`Sink::put_slow`].
+    #[inline(always)]
+    pub(crate) fn put(&mut self, bytes: &[u8]) {
+        if self.skip == 0 {
+            if let Some(dst) = self.buf.get_mut(self.len..self.len + bytes.len()) {
+                dst.copy_from_slice(bytes);
+                self.len += bytes.len();
+                return;
+            }
+        }
+        self.put_slow(bytes);
+    }
+
+    /// [`Sink::put`] skipping bytes already written, or filling up.
+    #[inline(never)]
+    fn put_slow(&mut self, mut bytes: &[u8]) {
         if self.skip > 0 {
             let k = self.skip.min(bytes.len());
             self.skip -= k;
@@ -81,22 +99,71 @@ impl<'a> Sink<'a> {
         }
     }
 
-    /// Appends a decimal integer.
-    pub(crate) fn put_u64(&mut self, v: u64) {
-        let mut b = itoa::Buffer::new();
-        self.put(b.format(v).as_bytes());
+    /// Appends a decimal integer (at most 20 digits).
+    pub(crate) fn put_u64(&mut self, mut v: u64) {
+        let mut text = [0u8; 2 * U64_DIGITS];
+        let mut at = U64_DIGITS;
+        loop {
+            at -= 1;
+            text[at] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        self.put_tail::<U64_DIGITS>(&text, at);
     }
 
-    /// Appends a value in tenths with exactly one decimal, never `-0.0`.
+    /// Appends a value in tenths with exactly one decimal, never `-0.0`
+    /// (at most 7 bytes: `-3276.8`).
     pub(crate) fn put_tenths(&mut self, t: crate::decimal::Tenths) {
-        let (neg, whole, frac) = t.parts();
-        if neg {
-            self.put(b"-");
+        let (neg, mut whole, frac) = t.parts();
+        let mut text = [0u8; 2 * TENTHS_LEN];
+        let mut at = TENTHS_LEN - 2;
+        text[at] = b'.';
+        text[at + 1] = b'0' + frac;
+        loop {
+            at -= 1;
+            text[at] = b'0' + (whole % 10) as u8;
+            whole /= 10;
+            if whole == 0 {
+                break;
+            }
         }
-        self.put_u64(u64::from(whole));
-        self.put(&[b'.', b'0' + frac]);
+        if neg {
+            at -= 1;
+            text[at] = b'-';
+        }
+        self.put_tail::<TENTHS_LEN>(&text, at);
+    }
+
+    /// Appends `text[at..N]`, a number rendered right-aligned in the first
+    /// half of `text`. When nothing is skipped and `N` bytes are free, the
+    /// fixed `N` bytes from `at` are copied in one move (the bytes past the
+    /// number land in free room and are not counted as written: the shell
+    /// only sends what `len` covers, and the next `put` overwrites them).
+    #[inline(always)]
+    fn put_tail<const N: usize>(&mut self, text: &[u8], at: usize) {
+        let len = N.saturating_sub(at);
+        if self.skip == 0 {
+            if let (Some(dst), Some(src)) = (
+                self.buf.get_mut(self.len..self.len + N),
+                text.get(at..at + N),
+            ) {
+                dst.copy_from_slice(src);
+                self.len += len;
+                return;
+            }
+        }
+        self.put_slow(text.get(at..N).unwrap_or_default());
     }
 }
+
+/// Most digits of a `u64`.
+const U64_DIGITS: usize = 20;
+
+/// Longest value in tenths, rounded up to a word: `-3276.8` is 7 bytes.
+const TENTHS_LEN: usize = 8;
 
 #[cfg(test)]
 mod tests {
