@@ -346,7 +346,8 @@ impl Connection {
         let mut at = 0;
         while at < input.len() && self.pending.is_none() && self.state == State::Open {
             let rest = &input[at..];
-            let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
+            // `memchr` looks at a word (or a vector) at a time.
+            let Some(lf) = memchr::memchr(b'\n', rest) else {
                 // No LF yet: keep the start of the line.
                 if !self.discarding {
                     self.buffer_partial(rest, sink, hub);
