@@ -145,7 +145,8 @@ impl Decimal {
 
     /// The value of a checked mantissa (digits and at most one point) with
     /// `int_len` digits before the point, times 10^`exp`: each digit is
-    /// weighed in tenths.
+    /// weighed in tenths. Out of line: exponents are rare.
+    #[inline(never)]
     fn weighed(negative: bool, mantissa: &[u8], int_len: usize, exp: i64) -> Decimal {
         let mut d = Decimal {
             negative,

@@ -70,8 +70,11 @@ impl<'a> Sink<'a> {
     ///
     /// Inlined so that a constant piece of a reply is copied as a
     /// fixed-size move when it fits and nothing is skipped, the usual case;
-    /// a resumed or cut-off chunk takes [`Sink::put_slow`].
-    #[inline(always)]
+    /// a resumed or cut-off chunk takes [`Sink::put_slow`]. On a bare-metal
+    /// target (the firmware, built for size) it stays one function: inlined
+    /// into every reply it would cost a kilobyte of flash.
+    #[cfg_attr(not(target_os = "none"), inline)]
+    #[cfg_attr(target_os = "none", inline(never))]
     pub(crate) fn put(&mut self, bytes: &[u8]) {
         if self.skip == 0 {
             if let Some(dst) = self.buf.get_mut(self.len..self.len + bytes.len()) {
@@ -142,10 +145,11 @@ impl<'a> Sink<'a> {
     /// fixed `N` bytes from `at` are copied in one move (the bytes past the
     /// number land in free room and are not counted as written: the shell
     /// only sends what `len` covers, and the next `put` overwrites them).
-    #[inline(always)]
+    /// Not on a bare-metal target, for flash (see [`Sink::put`]).
+    #[inline]
     fn put_tail<const N: usize>(&mut self, text: &[u8], at: usize) {
         let len = N.saturating_sub(at);
-        if self.skip == 0 {
+        if cfg!(not(target_os = "none")) && self.skip == 0 {
             if let (Some(dst), Some(src)) = (
                 self.buf.get_mut(self.len..self.len + N),
                 text.get(at..at + N),
@@ -155,7 +159,7 @@ impl<'a> Sink<'a> {
                 return;
             }
         }
-        self.put_slow(text.get(at..N).unwrap_or_default());
+        self.put(text.get(at..N).unwrap_or_default());
     }
 }
 
