@@ -209,6 +209,56 @@ mod tests {
     }
 
     #[test]
+    fn numbers_at_their_extremes() {
+        let mut buf = [0u8; 128];
+        let mut s = Sink::new(&mut buf);
+        let r = s.chunk(0, |s| {
+            for v in [0, 9, 10, u64::from(u32::MAX), u64::MAX] {
+                s.put_u64(v);
+                s.put(b" ");
+            }
+            for t in [0, -1, 9, 10, -400, 1250, i16::MIN, i16::MAX] {
+                s.put_tenths(Tenths(t));
+                s.put(b" ");
+            }
+        });
+        assert_eq!(r, Ok(()));
+        let n = s.len();
+        assert_eq!(
+            &buf[..n],
+            b"0 9 10 4294967295 18446744073709551615 0.0 -0.1 0.9 1.0 -40.0 125.0 -3276.8 3276.7 "
+        );
+    }
+
+    #[test]
+    fn numbers_resume_through_any_window() {
+        fn render(s: &mut Sink<'_>) {
+            s.put(b"x");
+            s.put_u64(u64::MAX);
+            s.put_tenths(Tenths(i16::MIN));
+            s.put_u64(7);
+        }
+        let expected = b"x18446744073709551615-3276.87";
+        for window in 1..=40 {
+            let mut joined = [0u8; 64];
+            let (mut at, mut skip) = (0, 0);
+            loop {
+                let mut buf = [0u8; 64];
+                let mut s = Sink::new(&mut buf[..window]);
+                let r = s.chunk(skip, render);
+                let len = s.len();
+                joined[at..at + len].copy_from_slice(&buf[..len]);
+                at += len;
+                match r {
+                    Ok(()) => break,
+                    Err(k) => skip = k,
+                }
+            }
+            assert_eq!(&joined[..at], expected, "window {window}");
+        }
+    }
+
+    #[test]
     fn a_full_buffer_reports_no_progress() {
         let mut buf = [0u8; 0];
         let mut s = Sink::new(&mut buf);
