@@ -65,6 +65,7 @@ impl Decimal {
     /// not start with a number. Without an exponent (nearly every reading)
     /// each digit's weight is known as it is read; with one, the mantissa's
     /// digits are weighed again once the exponent is known.
+    #[inline]
     pub(crate) fn scan_prefix(text: &[u8]) -> Option<(Decimal, usize)> {
         let negative = text.first() == Some(&b'-');
         let start = usize::from(negative);
