@@ -102,7 +102,9 @@ impl<'a> Sink<'a> {
         }
     }
 
-    /// Appends a decimal integer (at most 20 digits).
+    /// Appends a decimal integer (at most 20 digits). By hand rather than
+    /// through `itoa`, whose buffer is opaque: [`Sink::put_tail`] needs the
+    /// digits at a known place in an array of known size.
     pub(crate) fn put_u64(&mut self, mut v: u64) {
         let mut text = [0u8; 2 * U64_DIGITS];
         let mut at = U64_DIGITS;
