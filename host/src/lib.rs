@@ -5,7 +5,9 @@
 //! ([`envhub_core`]) doing all of the protocol. This crate only moves bytes,
 //! keeps time, shares the store between threads and stops gracefully.
 //!
-//! - [`cli`]: the command line.
+//! - [`args`]: the whole command line: serve, or a client subcommand.
+//! - [`cli`]: the server's flags.
+//! - [`client`]: `envhub send`, `latest` and `stats`.
 //! - [`hub`]: the store and counters every connection shares.
 //! - [`listener`]: the listening socket and the accept loop.
 //! - [`worker`]: one connection's thread.
@@ -16,7 +18,9 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod args;
 pub mod cli;
+pub mod client;
 pub mod codec;
 pub mod gbk;
 pub mod hub;
@@ -35,6 +39,7 @@ use std::time::{Duration, Instant};
 use envhub_core::Config;
 use log::{info, warn};
 
+pub use args::{Args, Command};
 pub use cli::{Cli, Encoding};
 pub use hub::SharedHub;
 pub use shutdown::Shutdown;

@@ -1,7 +1,7 @@
 //! # envhub-tests: the end-to-end suite
 //!
 //! The tests in `tests/tests/*.rs` start the real server programs and speak
-//! the protocol (`shared/PROTOCOL.md`) to them over real sockets. Every test
+//! the protocol (`docs/PROTOCOL.md`) to them over real sockets. Every test
 //! is a plain function `fn name(shell: Shell)`, written once; the
 //! [`e2e_tests!`] macro turns each into one `#[test]` per shell, named
 //! `<test>::<shell>` (e.g. `ping::host`, `ping::tap`), so a failure names the
@@ -73,6 +73,7 @@ pub mod qemu;
 pub mod reply;
 pub mod server;
 pub mod shell;
+pub mod tools;
 
 pub use client::{show, Client, Closed};
 pub use reply::{
