@@ -10,8 +10,10 @@
 #   REPEAT=3          runs per point; the table shows the run of median req/s
 #   POINTS="1x1 16x1 16x16 256x4"   connections x pipeline depth
 #   HOLD=2000         idle connections held for the memory figure
-#   SERVERS="envhub tokio tokio-ct" which servers (tokio: multi-thread runtime
-#                     with 1 worker; tokio-ct: current-thread runtime)
+#   SERVERS="envhub envhub-db tokio tokio-ct" which servers (envhub: --no-db;
+#                     envhub-db: history on, a fresh --db in the log directory;
+#                     tokio: multi-thread runtime with 1 worker; tokio-ct:
+#                     current-thread runtime)
 #   PORT=18080        first loopback port used (one per server start)
 #   SERVER_CPU=0 LOAD_CPU=1
 #   CARGO_TARGET_DIR  as usual (default: target/ of the repository)
@@ -31,7 +33,7 @@ WARMUP=${WARMUP:-1}
 REPEAT=${REPEAT:-3}
 POINTS=${POINTS:-"1x1 16x1 16x16 256x4"}
 HOLD=${HOLD:-2000}
-SERVERS=${SERVERS:-"envhub tokio tokio-ct"}
+SERVERS=${SERVERS:-"envhub envhub-db tokio tokio-ct"}
 PORT=${PORT:-18080}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
@@ -39,7 +41,7 @@ LOG=$(mktemp -d /tmp/envhub-bench.XXXXXX)
 
 # ---- build --------------------------------------------------------------
 echo "building (release) ..." >&2
-(cd "$ROOT" && cargo build --release --quiet -p envhub-host -p envhub-tests \
+(cd "$ROOT" && cargo build --release --quiet -p envhub-host -p envhub-load \
     --bin envhub --bin envhub-load) >&2
 cargo build --release --quiet --manifest-path "$ROOT/benches/tokio-server/Cargo.toml" >&2
 
@@ -68,8 +70,12 @@ start_server() {
     ADDR=127.0.0.1:$PORT
     out=$LOG/$name-$PORT.out
     case $name in
-    envhub) taskset -c "$SERVER_CPU" "$BIN/envhub" --bind "$ADDR" --max-clients 8192 \
+    envhub) taskset -c "$SERVER_CPU" "$BIN/envhub" --bind "$ADDR" --max-clients 8192 --no-db \
                 >"$out" 2>"$LOG/$name-$PORT.err" & ;;
+    # History on: one database for all points of the run (a fresh one per
+    # run of the script), so the table grows as it would in use.
+    envhub-db) taskset -c "$SERVER_CPU" "$BIN/envhub" --bind "$ADDR" --max-clients 8192 \
+                   --db "$LOG/history.db" >"$out" 2>"$LOG/$name-$PORT.err" & ;;
     tokio) taskset -c "$SERVER_CPU" "$BIN/envhub-tokio-server" --bind "$ADDR" --max-clients 8192 \
                --flavor multi --workers 1 >"$out" 2>"$LOG/$name-$PORT.err" & ;;
     tokio-ct) taskset -c "$SERVER_CPU" "$BIN/envhub-tokio-server" --bind "$ADDR" --max-clients 8192 \
@@ -127,6 +133,18 @@ for server in $SERVERS; do
     stop_server
 done
 
+# ---- history: rows and bytes per reading ---------------------------------
+# After a clean stop the WAL is checkpointed into the database file; a
+# restart logs how many rows it holds.
+DB_ROWS=-; DB_BYTES=-; DB_PER=-
+if [ -f "$LOG/history.db" ]; then
+    DB_BYTES=$(stat -c %s "$LOG/history.db")
+    start_server envhub-db
+    DB_ROWS=$(sed -n 's/.*history: .* (\([0-9]*\) rows;.*/\1/p' "$LOG"/envhub-db-"$PORT".err | head -1)
+    stop_server
+    DB_PER=$(awk -v b="$DB_BYTES" -v n="$DB_ROWS" 'BEGIN { if (n > 0) printf "%.1f", b / n; else print "-" }')
+fi
+
 # ---- report -------------------------------------------------------------
 print_points "Throughput and latency ($DURATION s per point after ${WARMUP} s warm-up; server on CPU $SERVER_CPU, load on CPU $LOAD_CPU; loopback)"
 echo
@@ -137,4 +155,19 @@ echo "|---|---:|---:|---:|---:|"
 for server in $SERVERS; do
     echo "| $server | ${BASE[$server]} | ${HELD[$server]} | ${THR[$server]} | ${PER[$server]} |"
 done
+if [ "$DB_ROWS" != - ]; then
+    echo
+    echo "### History (envhub-db)"
+    echo
+    echo "| rows written in the run | database file after a clean stop | bytes per reading |"
+    echo "|---:|---:|---:|"
+    echo "| $DB_ROWS | $DB_BYTES B | $DB_PER |"
+    echo
+    echo "| C x D | envhub-db ÷ envhub (req/s) |"
+    echo "|---|---:|"
+    for point in $POINTS; do
+        echo "| $point | $(awk -v a="${RPS[envhub-db,$point]:-0}" -v b="${RPS[envhub,$point]:-0}" \
+            'BEGIN { if (b > 0 && a + 0 == a) printf "%.2f", a / b; else print "-" }') |"
+    done
+fi
 print_footer

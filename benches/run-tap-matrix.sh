@@ -43,7 +43,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 echo "building (release) ..." >&2
-(cd "$ROOT" && cargo build --release --quiet -p envhub-embedded -p envhub-tests \
+(cd "$ROOT" && cargo build --release --quiet -p envhub-tap -p envhub-load \
     --bin envhub-tap --bin envhub-load) >&2
 cargo build --release --quiet --manifest-path "$ROOT/benches/smoltcp-ack/Cargo.toml" >&2
 

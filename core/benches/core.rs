@@ -13,7 +13,8 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use envhub_core::{decode, Config, Connection, LocalHub, Stats, Store};
+use envhub_core::testing::Driver;
+use envhub_core::{decode, Config};
 
 const READING: &[u8] = b"{\"location\":\"living_room\",\"temp\":25.5,\"hum\":60,\"seq\":123}\n";
 const INVALID_FIELD: &[u8] = b"{\"location\":\"x\",\"temp\":\"hot\",\"hum\":1}\n";
@@ -24,52 +25,41 @@ const LATEST: &[u8] = b"{\"cmd\":\"latest\"}\n";
 /// Output room for any single call here (64 `latest` items fit easily).
 const OUT: usize = 16 * 1024;
 
-/// A store holding `n` locations.
-fn filled_store(n: usize) -> Store {
-    let (mut store, mut stats) = (Store::new(), Stats::new(0));
-    let mut hub = LocalHub {
-        store: &mut store,
-        stats: &mut stats,
-    };
-    let mut conn = Connection::new(1, 0, Config::default());
-    let mut out = vec![0u8; OUT];
+/// A driver whose store holds `n` locations.
+fn filled(n: usize) -> Driver {
+    let mut driver = Driver::new(Config::default());
+    driver.now = 1;
     for i in 0..n {
         let line = format!("{{\"location\":\"sensor_{i:02}\",\"temp\":21.{i},\"hum\":45}}\n");
-        let p = conn.handle_input(1, line.as_bytes(), &mut out, &mut hub);
         assert!(
-            out[..p.written].starts_with(b"{\"ok\":true"),
+            driver.send(line.as_bytes()).starts_with("{\"ok\":true"),
             "setup reading {i} refused"
         );
     }
-    store
+    driver.now = 10;
+    driver
 }
 
 /// Benchmarks `input` (holding `lines` lines) through one connection.
 fn through_connection(c: &mut Criterion, name: &str, input: &[u8], lines: u64, stored: usize) {
-    let mut store = filled_store(stored);
-    let mut stats = Stats::new(0);
-    let mut hub = LocalHub {
-        store: &mut store,
-        stats: &mut stats,
-    };
-    let mut conn = Connection::new(1, 0, Config::default());
+    let mut driver = filled(stored);
     let mut out = vec![0u8; OUT];
     // Check once that the whole input is answered in one call.
-    let p = conn.handle_input(10, input, &mut out, &mut hub);
+    let p = driver.step(input, &mut out);
     assert_eq!(
         p.consumed,
         input.len(),
         "{name}: input not consumed in one call"
     );
     assert!(
-        p.written > 0 && !conn.has_output(),
+        p.written > 0 && !driver.conn.has_output(),
         "{name}: reply did not fit"
     );
     let mut group = c.benchmark_group("line");
     group.throughput(Throughput::Elements(lines));
     group.bench_function(name, |b| {
         b.iter(|| {
-            let p = conn.handle_input(10, black_box(input), &mut out, &mut hub);
+            let p = driver.step(black_box(input), &mut out);
             black_box(p.written)
         })
     });

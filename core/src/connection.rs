@@ -11,44 +11,20 @@
 
 use crate::error::ErrorCode;
 use crate::hub::Hub;
-use crate::limits::{CLOSE_LINGER_MS, DEFAULT_IDLE_TIMEOUT_MS, MAX_LINE};
+use crate::limits::{CLOSE_LINGER_MS, MAX_LINE, SHUTDOWN_GRACE_MS, WRITE_STALL_MS};
 use crate::reply::{Reply, Walk, BUSY};
 use crate::request::{decode, Request};
 use crate::sink::Sink;
 
-/// What a server speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Mode {
-    /// The line protocol.
-    #[default]
-    Sensor,
-    /// Every byte back, unchanged; no replies of its own.
-    Echo,
-}
+mod ahead;
+use ahead::Ahead;
 
-/// How a connection behaves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Config {
-    /// Sensor or echo.
-    pub mode: Mode,
-    /// Close a connection that sends no complete line for this long.
-    pub idle_timeout_ms: u64,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            mode: Mode::Sensor,
-            idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
-        }
-    }
-}
+pub use crate::config::{Config, Mode};
 
 /// What [`Connection::handle_input`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[must_use = "the shell must send `written` bytes and drop `consumed` input bytes"]
 pub struct Progress {
     /// Input bytes consumed; the shell keeps the rest for the next call.
     pub consumed: usize,
@@ -62,7 +38,9 @@ pub struct Progress {
 pub enum Close {
     /// Everything was written: send what is buffered, then FIN.
     Graceful,
-    /// The peer stopped reading while the connection was closing: reset.
+    /// The peer stopped reading (owed output made no progress for the
+    /// write stall or close linger time), or the shutdown grace ran out:
+    /// reset, dropping what is buffered.
     Abort,
 }
 
@@ -78,6 +56,9 @@ pub enum Reason {
     IdleTimeout,
     /// The server is stopping.
     Shutdown,
+    /// Owed output made no progress for [`WRITE_STALL_MS`] while it was
+    /// reading (the peer sends but never reads): aborted.
+    WriteStall,
 }
 
 impl Reason {
@@ -88,6 +69,7 @@ impl Reason {
             Reason::ClientClosed => "client closed",
             Reason::IdleTimeout => "idle timeout",
             Reason::Shutdown => "server shutting down",
+            Reason::WriteStall => "it stopped reading its replies",
         }
     }
 }
@@ -107,8 +89,13 @@ enum State {
 const LINE_BUF: usize = MAX_LINE + 1;
 
 /// One client's protocol state.
+///
+/// `WAIT` is how many readings may wait for a hub that answers later
+/// ([`crate::Outcome::Pending`]) besides the one whose reply is next: see
+/// [`Connection::with_queue`]. Shells whose hub answers at once keep the
+/// default 0, which costs no memory.
 #[derive(Debug)]
-pub struct Connection {
+pub struct Connection<const WAIT: usize = 0> {
     id: u64,
     config: Config,
     state: State,
@@ -126,16 +113,35 @@ pub struct Connection {
     shutdown: bool,
     /// When the idle timeout fires.
     idle_deadline: u64,
-    /// When a draining connection that makes no progress is aborted.
+    /// When a connection whose owed output makes no progress is aborted
+    /// (`u64::MAX` while nothing is owed and it is reading).
     stall_deadline: u64,
+    /// When a stopping connection is aborted whatever it does (`u64::MAX`
+    /// until the first call with a time after [`Connection::handle_shutdown`]).
+    shutdown_deadline: u64,
     /// Why it stopped reading, once it did.
     reason: Option<Reason>,
+    /// Readings submitted while an earlier reply waits for the hub.
+    ahead: Ahead<WAIT>,
 }
 
 impl Connection {
     /// A new connection with id `id` (from [`crate::Stats::open`] or the
-    /// shell's own counter), accepted at `now`.
+    /// shell's own counter), accepted at `now`, for a hub that answers
+    /// readings at once ([`crate::LocalHub`]). A hub that answers
+    /// [`crate::Outcome::Pending`] needs [`Connection::with_queue`]; here
+    /// such a reading is answered `storage_error`.
     pub fn new(id: u64, now: u64, config: Config) -> Self {
+        Self::with_queue(id, now, config)
+    }
+}
+
+impl<const WAIT: usize> Connection<WAIT> {
+    /// Like [`Connection::new`], for a hub that answers readings later: up
+    /// to `WAIT` further readings of a pipelined batch are submitted while
+    /// the first one waits (so one disk commit can cover them all), and
+    /// their replies follow in request order once the hub decides.
+    pub fn with_queue(id: u64, now: u64, config: Config) -> Self {
         Connection {
             id,
             config,
@@ -146,9 +152,11 @@ impl Connection {
             trailer: None,
             eof: false,
             shutdown: false,
-            idle_deadline: now.saturating_add(config.idle_timeout_ms),
+            idle_deadline: config.idle_deadline(now),
             stall_deadline: u64::MAX,
+            shutdown_deadline: u64::MAX,
             reason: None,
+            ahead: Ahead::new(),
         }
     }
 
@@ -179,9 +187,11 @@ impl Connection {
         out: &mut [u8],
         hub: &mut H,
     ) -> Progress {
+        self.arm_shutdown(now);
         let mut sink = Sink::new(out);
         let mut consumed = 0;
-        if self.flush(&mut sink, hub) && self.state == State::Open {
+        let clear = self.flush(&mut sink, hub);
+        if (clear || self.awaits_hub()) && self.state == State::Open {
             consumed = match self.config.mode {
                 Mode::Sensor => self.read_lines(now, input, &mut sink, hub),
                 Mode::Echo => {
@@ -197,9 +207,7 @@ impl Connection {
             }
         }
         let written = sink.len();
-        if written > 0 && self.state == State::Draining {
-            self.stall_deadline = now.saturating_add(CLOSE_LINGER_MS);
-        }
+        self.watch_output(now, written);
         if self.state == State::Draining && self.pending.is_none() && self.trailer.is_none() {
             self.state = State::Closed(Close::Graceful);
         }
@@ -227,19 +235,38 @@ impl Connection {
     /// The server is stopping. Complete lines in the input still given are
     /// answered; then a partial line is dropped, `shutting_down` is sent
     /// (nothing in echo mode) and the connection closes.
+    ///
+    /// The shutdown grace ([`SHUTDOWN_GRACE_MS`]) runs from the next call
+    /// that passes the time (the shell's next `handle_input`,
+    /// `poll_transmit` or `handle_timeout`): a connection still open then
+    /// is aborted, even if its peer keeps reading slowly.
     pub fn handle_shutdown(&mut self) {
         self.shutdown = true;
     }
 
     /// Fires the timers due at `now`: the idle timeout (`idle_timeout`, then
-    /// close) and the abort of a closing connection whose peer stopped
-    /// reading.
+    /// close), the write stall (owed output made no progress for
+    /// [`WRITE_STALL_MS`] while reading, or [`CLOSE_LINGER_MS`] while
+    /// closing: abort) and the shutdown grace (abort).
+    // A cold path: kept out of line, which keeps the firmware in its flash
+    // budget.
+    #[inline(never)]
     pub fn handle_timeout<H: Hub + ?Sized>(&mut self, now: u64, hub: &mut H) {
+        self.arm_shutdown(now);
         match self.state {
+            State::Closed(_) => {}
+            _ if now >= self.shutdown_deadline => {
+                self.reason.get_or_insert(Reason::Shutdown);
+                self.state = State::Closed(Close::Abort);
+            }
+            State::Open if self.has_output() && now >= self.stall_deadline => {
+                self.reason = Some(Reason::WriteStall);
+                self.state = State::Closed(Close::Abort);
+            }
             State::Open if now >= self.idle_deadline => {
                 self.close_with(now, Reason::IdleTimeout, hub);
             }
-            State::Draining if now >= self.stall_deadline => {
+            State::Draining if now >= self.stall_deadline && !self.awaits_hub() => {
                 self.state = State::Closed(Close::Abort);
             }
             _ => {}
@@ -249,12 +276,14 @@ impl Connection {
     // ----- output --------------------------------------------------------
 
     /// When [`Connection::handle_timeout`] must next run, if ever.
+    #[inline(never)] // called from several places in every shell
     pub fn poll_timeout(&self) -> Option<u64> {
-        match self.state {
-            State::Open => Some(self.idle_deadline),
-            State::Draining => Some(self.stall_deadline),
-            State::Closed(_) => None,
-        }
+        let due = match self.state {
+            State::Open => self.idle_deadline.min(self.stall_deadline),
+            State::Draining => self.stall_deadline,
+            State::Closed(_) => return None,
+        };
+        Some(due.min(self.shutdown_deadline)).filter(|&due| due != u64::MAX)
     }
 
     /// `Some` once the shell must close the connection, and how.
@@ -286,18 +315,51 @@ impl Connection {
     // ----- internals -----------------------------------------------------
 
     fn touch(&mut self, now: u64) {
-        self.idle_deadline = now.saturating_add(self.config.idle_timeout_ms);
+        self.idle_deadline = self.config.idle_deadline(now);
+    }
+
+    /// Starts the shutdown grace at the first time seen after
+    /// [`Connection::handle_shutdown`].
+    fn arm_shutdown(&mut self, now: u64) {
+        if self.shutdown && self.shutdown_deadline == u64::MAX {
+            self.shutdown_deadline = now.saturating_add(SHUTDOWN_GRACE_MS);
+        }
+    }
+
+    /// Keeps the write-stall deadline after a call that wrote `written`
+    /// bytes: output owed while reading must progress within
+    /// [`WRITE_STALL_MS`], while closing within [`CLOSE_LINGER_MS`].
+    fn watch_output(&mut self, now: u64, written: usize) {
+        match self.state {
+            // A reply waiting for the hub is not output the peer fails to take.
+            State::Open if !self.has_output() || self.awaits_hub() => {
+                self.stall_deadline = u64::MAX;
+            }
+            State::Open if written > 0 || self.stall_deadline == u64::MAX => {
+                self.stall_deadline = now.saturating_add(WRITE_STALL_MS);
+            }
+            State::Draining if written > 0 => {
+                self.stall_deadline = now.saturating_add(CLOSE_LINGER_MS);
+            }
+            _ => {}
+        }
     }
 
     /// Writes the unfinished reply, then the trailer; true when nothing is
     /// left owed.
     fn flush<H: Hub + ?Sized>(&mut self, sink: &mut Sink<'_>, hub: &mut H) -> bool {
         loop {
+            if !self.settle(hub) {
+                return false;
+            }
             if let Some((reply, offset)) = &mut self.pending {
                 if !reply.write(offset, sink, hub) {
                     return false;
                 }
                 self.pending = None;
+            }
+            if self.next_awaited(hub) {
+                continue;
             }
             match self.trailer.take() {
                 Some(code) => self.pending = Some((Reply::Error(code), 0)),
@@ -344,7 +406,17 @@ impl Connection {
         hub: &mut H,
     ) -> usize {
         let mut at = 0;
-        while at < input.len() && self.pending.is_none() && self.state == State::Open {
+        while at < input.len() && self.state == State::Open {
+            if self.pending.is_some() {
+                // Only readings may go ahead of a reply that waits for the hub.
+                match self.submit_ahead(now, &input[at..], hub) {
+                    Some(n) => {
+                        at += n;
+                        continue;
+                    }
+                    None => break,
+                }
+            }
             let rest = &input[at..];
             // `memchr` looks at a word (or a vector) at a time; on a
             // bare-metal target (the firmware) a plain loop, for flash.
@@ -412,10 +484,10 @@ impl Connection {
         }
         let reply = match decode(line) {
             Err(code) => return self.error(code, sink, hub),
-            Ok(Request::Reading(reading)) => match hub.store(&reading, now) {
-                Ok(()) => Reply::Stored(reading),
-                Err(_) => return self.error(ErrorCode::StoreFull, sink, hub),
-            },
+            Ok(Request::Reading(reading)) => {
+                let outcome = hub.submit(&reading, now);
+                self.settled(outcome, reading, hub)
+            }
             Ok(Request::Ping) => Reply::Pong,
             Ok(Request::Bye) => {
                 self.drain(now, Reason::Bye);
@@ -477,111 +549,27 @@ pub fn turn_away<H: Hub + ?Sized>(mode: Mode, hub: &mut H) -> &'static [u8] {
 mod tests {
     extern crate std;
     use super::*;
-    use crate::hub::LocalHub;
     use crate::limits::MAX_LOCATIONS;
-    use crate::stats::Stats;
-    use crate::store::Store;
+    use crate::testing::Driver;
     use std::format;
     use std::string::String;
     use std::vec::Vec;
 
-    /// A connection with its own store and counters.
-    struct Fixture {
-        conn: Connection,
-        store: Store,
-        stats: Stats,
-        now: u64,
-        /// Output buffer size offered per call.
-        window: usize,
-    }
-
     const PING: &[u8] = b"{\"cmd\":\"ping\"}\n";
     const PONG: &str = "{\"ok\":true,\"pong\":true}\n";
+
+    type Fixture = Driver;
 
     fn fixture() -> Fixture {
         fixture_with(Config {
             mode: Mode::Sensor,
             idle_timeout_ms: 10_000,
+            ..Config::default()
         })
     }
 
     fn fixture_with(config: Config) -> Fixture {
-        let mut stats = Stats::new(0);
-        let id = stats.open();
-        Fixture {
-            conn: Connection::new(id, 0, config),
-            store: Store::new(),
-            stats,
-            now: 0,
-            window: 4096,
-        }
-    }
-
-    impl Fixture {
-        /// Feeds `input` completely, draining output between calls; returns
-        /// everything written.
-        #[track_caller]
-        fn send(&mut self, input: &[u8]) -> String {
-            String::from_utf8(self.send_raw(input)).unwrap()
-        }
-
-        /// One `handle_input` call at `self.now`, against the fixture's own
-        /// store and counters.
-        fn step(&mut self, input: &[u8], out: &mut [u8]) -> Progress {
-            let mut hub = LocalHub {
-                store: &mut self.store,
-                stats: &mut self.stats,
-            };
-            self.conn.handle_input(self.now, input, out, &mut hub)
-        }
-
-        /// Like `send`, for output that need not be UTF-8.
-        #[track_caller]
-        fn send_raw(&mut self, input: &[u8]) -> Vec<u8> {
-            let mut all = Vec::new();
-            let mut rest = input;
-            for _ in 0..100_000 {
-                let mut out = std::vec![0u8; self.window];
-                let p = self.step(rest, &mut out);
-                all.extend_from_slice(&out[..p.written]);
-                rest = &rest[p.consumed..];
-                if rest.is_empty() && !self.conn.has_output() {
-                    return all;
-                }
-                if p.consumed == 0 && p.written == 0 {
-                    break;
-                }
-            }
-            panic!("connection stopped making progress");
-        }
-
-        /// Sends and expects exactly `replies`.
-        #[track_caller]
-        fn recv(&mut self, input: &[u8], replies: &str) {
-            assert_eq!(self.send(input), replies);
-        }
-
-        /// Sends and expects no reply at all.
-        #[track_caller]
-        fn recv_nothing(&mut self, input: &[u8]) {
-            assert_eq!(self.send(input), "");
-        }
-
-        fn hub(&mut self) -> LocalHub<'_> {
-            LocalHub {
-                store: &mut self.store,
-                stats: &mut self.stats,
-            }
-        }
-
-        fn timeout(&mut self, now: u64) {
-            self.now = now;
-            let mut hub = LocalHub {
-                store: &mut self.store,
-                stats: &mut self.stats,
-            };
-            self.conn.handle_timeout(now, &mut hub);
-        }
+        Driver::new(config)
     }
 
     fn error(code: &str) -> String {
@@ -728,7 +716,7 @@ mod tests {
         let expected = big.send(input);
         for window in [1, 2, 3, 7, 16] {
             let mut f = fixture();
-            f.window = window;
+            f.windows = std::vec![window];
             assert_eq!(f.send(input), expected, "window {window}");
         }
     }
@@ -843,7 +831,7 @@ mod tests {
         assert!(whole.len() > 5000, "{}", whole.len());
         assert_eq!(whole.matches("\"location\"").count(), MAX_LOCATIONS);
         for window in [1, 64, 100, 1024] {
-            f.window = window;
+            f.windows = std::vec![window];
             assert_eq!(f.send(b"{\"cmd\":\"latest\"}\n"), whole, "window {window}");
         }
     }
@@ -861,7 +849,7 @@ mod tests {
         // Another connection stores a location before and one after the cursor.
         let mut other = Connection::new(2, 0, Config::default());
         let mut scratch = [0u8; 256];
-        other.handle_input(
+        let _ = other.handle_input(
             0,
             b"{\"location\":\"a\",\"temp\":1,\"hum\":1}\n{\"location\":\"e\",\"temp\":1,\"hum\":1}\n",
             &mut scratch,
@@ -1044,6 +1032,102 @@ mod tests {
         f.recv(b"", &error("idle_timeout"));
     }
 
+    #[test]
+    fn idle_timeout_zero_never_fires() {
+        let mut f = fixture_with(Config {
+            idle_timeout_ms: 0,
+            ..Config::default()
+        });
+        assert_eq!(f.conn.poll_timeout(), None);
+        f.advance(u64::MAX / 2);
+        f.recv(PING, PONG);
+        assert_eq!(f.conn.poll_close(), None);
+        assert_eq!(f.conn.poll_timeout(), None);
+    }
+
+    /// Fills the connection with `latest` requests behind a closed window:
+    /// a reply is owed and cannot be written.
+    fn stalled() -> Fixture {
+        let mut f = fixture();
+        f.windows = std::vec![0];
+        let p = f.step(b"{\"cmd\":\"latest\"}\n{\"cmd\":\"ping\"}\n", &mut []);
+        assert_eq!(p.consumed, 17);
+        assert!(f.conn.has_output());
+        f
+    }
+
+    #[test]
+    fn a_peer_that_sends_but_never_reads_is_aborted_after_the_write_stall() {
+        let mut f = stalled();
+        assert_eq!(f.conn.poll_timeout(), Some(WRITE_STALL_MS));
+        f.timeout(WRITE_STALL_MS - 1);
+        assert_eq!(f.conn.poll_close(), None);
+        f.timeout(WRITE_STALL_MS);
+        assert_eq!(f.conn.poll_close(), Some(Close::Abort));
+        assert_eq!(f.conn.close_reason(), Some(Reason::WriteStall));
+        assert_eq!(f.conn.poll_timeout(), None);
+    }
+
+    #[test]
+    fn output_progress_restarts_the_write_stall() {
+        let mut f = stalled();
+        f.now = 4_000;
+        let mut out = [0u8; 5];
+        assert_eq!(f.step(b"", &mut out).written, 5);
+        assert_eq!(f.conn.poll_timeout(), Some(4_000 + WRITE_STALL_MS));
+        // Calls that write nothing are no progress.
+        f.now = 8_000;
+        assert_eq!(f.step(b"", &mut []).written, 0);
+        f.timeout(4_000 + WRITE_STALL_MS);
+        assert_eq!(f.conn.poll_close(), Some(Close::Abort));
+        // Once nothing is owed, only the idle timeout is left.
+        let mut f = stalled();
+        f.now = 100;
+        f.windows = std::vec![4096];
+        assert_eq!(f.send(b""), "{\"ok\":true,\"readings\":[]}\n");
+        assert_eq!(f.conn.poll_timeout(), Some(10_000));
+    }
+
+    #[test]
+    fn an_idle_timeout_with_stuck_output_ends_in_an_abort() {
+        let mut f = fixture_with(Config {
+            idle_timeout_ms: 2_000,
+            ..Config::default()
+        });
+        f.windows = std::vec![0];
+        let _ = f.step(b"{\"cmd\":\"ping\"}\n", &mut []);
+        // Idle at 2 s: the connection stops reading and owes idle_timeout,
+        // which the peer does not read either: aborted after the linger.
+        f.advance(2_000);
+        assert_eq!(f.conn.close_reason(), Some(Reason::IdleTimeout));
+        f.advance(2_000 + CLOSE_LINGER_MS);
+        assert_eq!(f.conn.poll_close(), Some(Close::Abort));
+    }
+
+    #[test]
+    fn shutdown_grace_aborts_a_slow_reader() {
+        let mut f = fixture();
+        for i in 0..MAX_LOCATIONS {
+            let line = format!("{{\"location\":\"{i:0>32}\",\"temp\":1,\"hum\":1}}\n");
+            f.send(line.as_bytes());
+        }
+        f.now = 1_000;
+        let mut out = [0u8; 1];
+        let _ = f.step(b"{\"cmd\":\"latest\"}\n", &mut out);
+        f.conn.handle_shutdown();
+        // The peer reads one byte every 100 ms: progress, but slow.
+        let mut t = 1_000;
+        while f.conn.poll_close().is_none() && t < 10_000 {
+            t += 100;
+            f.now = t;
+            assert_eq!(f.step(b"", &mut out).written, 1);
+            f.timeout(t);
+        }
+        assert_eq!(f.conn.poll_close(), Some(Close::Abort));
+        assert_eq!(t, 1_100 + SHUTDOWN_GRACE_MS);
+        assert_eq!(f.conn.close_reason(), Some(Reason::Shutdown));
+    }
+
     // =========================================================================================
     // Echo mode
     // =========================================================================================
@@ -1052,6 +1136,7 @@ mod tests {
         fixture_with(Config {
             mode: Mode::Echo,
             idle_timeout_ms: 1_000,
+            ..Config::default()
         })
     }
 
@@ -1061,7 +1146,7 @@ mod tests {
         let junk = b"{\"cmd\":\"ping\"}\n\xff\x00 no newline";
         assert_eq!(f.send_raw(junk), junk);
         let mut f = echo();
-        f.window = 3;
+        f.windows = std::vec![3];
         assert_eq!(f.send(b"abc\r\n"), "abc\r\n");
     }
 

@@ -49,6 +49,9 @@ pub enum ErrorCode {
     UnknownLocation,
     /// A reading of a new location when the store is full.
     StoreFull,
+    /// A reading could not be kept (the host's disk write failed); it was
+    /// not stored.
+    StorageError,
     /// The server is at its connection limit.
     Busy,
     /// No complete line for the idle timeout.
@@ -69,6 +72,7 @@ impl ErrorCode {
             ErrorCode::UnknownCmd => "unknown_cmd",
             ErrorCode::UnknownLocation => "unknown_location",
             ErrorCode::StoreFull => "store_full",
+            ErrorCode::StorageError => "storage_error",
             ErrorCode::Busy => "busy",
             ErrorCode::IdleTimeout => "idle_timeout",
             ErrorCode::ShuttingDown => "shutting_down",

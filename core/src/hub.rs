@@ -4,6 +4,28 @@ use crate::reading::{Location, Reading};
 use crate::stats::{Counters, Stats};
 use crate::store::{Entry, Store, StoreFull};
 
+/// A reading handed to a hub that answers later (the host's history
+/// commits it to disk first). The hub's own number for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Ticket(pub u64);
+
+/// What became of a reading handed to [`Hub::submit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Outcome {
+    /// Stored, counted and visible to every connection: acknowledge it.
+    Kept,
+    /// A new location while the store is full: `store_full`.
+    StoreFull,
+    /// It could not be kept (a failed disk write): `storage_error`. Not
+    /// stored, so the sensor sends it again.
+    StorageError,
+    /// Not decided yet: ask again with this ticket once the hub signals the
+    /// shell (the host's history after each commit).
+    Pending(Ticket),
+}
+
 /// The state shared by every connection of a server: the store and the
 /// counters. The shell decides how it is shared: the host puts the store
 /// behind a mutex held for one call and the counters in atomics; a
@@ -24,6 +46,27 @@ pub trait Hub {
 
     /// Counts one error reply.
     fn count_error(&mut self);
+
+    /// Hands over a reading that passed every check. A hub that keeps it at
+    /// once answers [`Outcome::Kept`] or [`Outcome::StoreFull`] (the default,
+    /// through [`Hub::store`]); one that must first write it somewhere
+    /// answers [`Outcome::Pending`], and the connection holds the reply (and
+    /// every reply after it) until [`Hub::outcome`] decides.
+    fn submit(&mut self, reading: &Reading, now: u64) -> Outcome {
+        match self.store(reading, now) {
+            Ok(()) => Outcome::Kept,
+            Err(StoreFull) => Outcome::StoreFull,
+        }
+    }
+
+    /// What became of the reading of `ticket`, as handed out by
+    /// [`Hub::submit`]. Once the answer is not `Pending`, the connection
+    /// never asks about that ticket again. A hub that never answers
+    /// `Pending` keeps the default: a ticket it does not know was not kept.
+    fn outcome(&mut self, ticket: Ticket) -> Outcome {
+        let _ = ticket;
+        Outcome::StorageError
+    }
 }
 
 /// A [`Hub`] over a store and counters owned by a single-threaded shell.

@@ -23,6 +23,8 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod args;
+pub mod config;
 pub mod connection;
 pub mod decimal;
 pub mod error;
@@ -35,11 +37,14 @@ pub mod request;
 mod sink;
 pub mod stats;
 pub mod store;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
-pub use connection::{turn_away, Close, Config, Connection, Mode, Progress, Reason};
+pub use config::{Admit, Config, ConfigError, Full, Mode};
+pub use connection::{turn_away, Close, Connection, Progress, Reason};
 pub use decimal::Tenths;
 pub use error::{ErrorCode, Field};
-pub use hub::{Hub, LocalHub};
+pub use hub::{Hub, LocalHub, Outcome, Ticket};
 pub use reading::{Location, Reading};
 pub use reply::BUSY;
 pub use request::{decode, Request};

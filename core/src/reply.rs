@@ -7,7 +7,7 @@
 //! written, then the footer; it never needs more memory than one entry.
 
 use crate::error::ErrorCode;
-use crate::hub::Hub;
+use crate::hub::{Hub, Ticket};
 use crate::reading::{Location, Reading};
 use crate::sink::Sink;
 use crate::stats::Counters;
@@ -23,8 +23,17 @@ pub(crate) enum Reply {
     Pong,
     Bye,
     Stored(Reading),
-    Stats { client: u64, counters: Counters },
-    One { entry: Entry, at: u64 },
+    /// A reading the hub has not decided on yet: nothing is written until
+    /// the connection settles it into `Stored` or an error.
+    Awaiting(Ticket, Reading),
+    Stats {
+        client: u64,
+        counters: Counters,
+    },
+    One {
+        entry: Entry,
+        at: u64,
+    },
     All(Walk),
 }
 
@@ -72,6 +81,7 @@ impl Reply {
     ) -> bool {
         let result = match self {
             Reply::All(walk) => return walk.write(offset, sink, hub),
+            Reply::Awaiting(..) => return false,
             Reply::Error(code) => sink.chunk(*offset, |s| error(s, *code)),
             Reply::Pong => sink.chunk(*offset, |s| s.put(b"{\"ok\":true,\"pong\":true}\n")),
             Reply::Bye => sink.chunk(*offset, |s| s.put(b"{\"ok\":true,\"bye\":true}\n")),

@@ -6,10 +6,8 @@
 //! Case counts are kept small so the suite runs in seconds in debug builds.
 
 use envhub_core::decimal::Decimal;
-use envhub_core::{
-    decode, Close, Config, Connection, ErrorCode, Field, LocalHub, Location, Reading, Request,
-    Stats, Store, Tenths,
-};
+use envhub_core::testing::Driver;
+use envhub_core::{decode, Close, Config, ErrorCode, Field, Location, Reading, Request, Tenths};
 use proptest::prelude::*;
 use proptest::sample::select;
 use rust_decimal::prelude::ToPrimitive;
@@ -31,71 +29,31 @@ struct Outcome {
 }
 
 /// Feeds `stream` to a fresh connection in the pieces cut at `cuts`, with
-/// output buffers of the sizes in `outs` (cycled), then EOF if `eof`. Checks
-/// on every call that nothing is written or consumed beyond what was given.
+/// output buffers of the sizes in `outs` (cycled), then EOF if `eof`. The
+/// driver checks on every call that nothing is written or consumed beyond
+/// what was given.
 fn drive(stream: &[u8], cuts: &[usize], outs: &[usize], eof: bool) -> Outcome {
-    let mut store = Store::new();
-    let mut stats = Stats::new(0);
-    let mut hub = LocalHub {
-        store: &mut store,
-        stats: &mut stats,
-    };
-    let id = hub.stats.open();
-    let mut conn = Connection::new(id, 0, Config::default());
-    let mut driver = Driver {
-        pending: Vec::new(),
-        replies: Vec::new(),
-        outs,
-        next_out: 0,
-    };
+    let mut driver = Driver::new(Config::default());
+    driver.now = NOW;
+    driver.windows = outs.to_vec();
+    let mut replies = Vec::new();
     let mut cuts: Vec<usize> = cuts.iter().map(|&c| c % (stream.len() + 1)).collect();
     cuts.sort_unstable();
     let mut from = 0;
     for cut in cuts.into_iter().chain([stream.len()]) {
-        driver.pending.extend_from_slice(&stream[from..cut]);
+        replies.extend(driver.feed(&stream[from..cut]));
         from = cut;
-        driver.pump(&mut conn, &mut hub);
     }
     if eof {
-        conn.handle_eof();
-        driver.pump(&mut conn, &mut hub);
+        driver.conn.handle_eof();
+        replies.extend(driver.pump());
     }
-    assert!(!conn.has_output(), "output owed but none written");
+    assert!(!driver.conn.has_output(), "output owed but none written");
     Outcome {
-        replies: driver.replies,
-        close: conn.poll_close(),
-        readings: stats.readings,
-        errors: stats.errors,
-    }
-}
-
-struct Driver<'a> {
-    pending: Vec<u8>,
-    replies: Vec<u8>,
-    outs: &'a [usize],
-    next_out: usize,
-}
-
-impl Driver<'_> {
-    /// Calls the connection until it makes no more progress.
-    fn pump(&mut self, conn: &mut Connection, hub: &mut LocalHub<'_>) {
-        let mut buf = [0u8; 4096];
-        for _ in 0..1_000_000 {
-            let size = self.outs[self.next_out % self.outs.len()].min(buf.len());
-            self.next_out += 1;
-            // Guard bytes after the window must stay untouched.
-            buf[size..].fill(0xAA);
-            let p = conn.handle_input(NOW, &self.pending, &mut buf[..size], hub);
-            assert!(p.written <= size, "wrote {} into {size}", p.written);
-            assert!(p.consumed <= self.pending.len());
-            assert!(buf[size..].iter().all(|&b| b == 0xAA));
-            self.replies.extend_from_slice(&buf[..p.written]);
-            self.pending.drain(..p.consumed);
-            if p.consumed == 0 && p.written == 0 && size > 0 {
-                return;
-            }
-        }
-        panic!("the connection never stopped making progress");
+        replies,
+        close: driver.conn.poll_close(),
+        readings: driver.stats.readings,
+        errors: driver.stats.errors,
     }
 }
 

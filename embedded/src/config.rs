@@ -2,40 +2,27 @@
 
 use core::fmt;
 
-use envhub_core::limits::DEFAULT_IDLE_TIMEOUT_MS;
-use envhub_core::Mode;
-
-/// The server's settings.
+/// The server's settings: its port and what the core decides (mode, idle
+/// timeout, admission), built by [`envhub_core::args::parse`] in both
+/// shells (`envhub-tap` and the firmware).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Config {
     /// The TCP port every slot listens on.
     pub port: u16,
-    /// Clients served at once; further clients get `busy`. At most the
-    /// number of slots minus one: one slot stays spare to say `busy`.
-    pub max_clients: usize,
-    /// Close a connection that sends no complete line for this long.
-    pub idle_timeout_ms: u64,
-    /// Sensor (the line protocol) or echo.
-    pub mode: Mode,
+    /// Mode, idle timeout, `max_clients` (at most the number of slots minus
+    /// one: one slot stays spare to say `busy`) and `max_per_source`.
+    pub core: envhub_core::Config,
 }
 
 impl Config {
-    /// `port`, `max_clients`, the default idle timeout (300 s), sensor mode.
+    /// `port` and `max_clients` with the core's defaults for a shell with
+    /// few slots ([`envhub_core::Config::embedded`]): every slot open to one
+    /// source, 300 s idle timeout, sensor mode.
     pub const fn new(port: u16, max_clients: usize) -> Self {
         Config {
             port,
-            max_clients,
-            idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
-            mode: Mode::Sensor,
-        }
-    }
-
-    /// The per-connection settings of the core.
-    pub(crate) fn connection(&self) -> envhub_core::Config {
-        envhub_core::Config {
-            mode: self.mode,
-            idle_timeout_ms: self.idle_timeout_ms,
+            core: envhub_core::Config::embedded(max_clients),
         }
     }
 
@@ -45,9 +32,9 @@ impl Config {
         if self.port == 0 {
             return Err(ConfigError::PortZero);
         }
-        if self.max_clients == 0 || self.max_clients >= slots {
-            return Err(ConfigError::MaxClients { slots });
-        }
+        self.core
+            .check(slots.saturating_sub(1))
+            .map_err(|_| ConfigError::MaxClients { slots })?;
         if tx < envhub_core::BUSY.len() {
             return Err(ConfigError::SendBufferTooSmall);
         }
@@ -61,7 +48,8 @@ impl Config {
 pub enum ConfigError {
     /// Port 0 cannot be listened on.
     PortZero,
-    /// `max_clients` must be between 1 and `slots - 1`.
+    /// `max_clients` must be between 1 and `slots - 1`, and
+    /// `max_per_source` at least 1.
     MaxClients {
         /// The sockets the server has.
         slots: usize,
@@ -76,7 +64,8 @@ impl fmt::Display for ConfigError {
             ConfigError::PortZero => f.write_str("port 0 cannot be listened on"),
             ConfigError::MaxClients { slots } => write!(
                 f,
-                "max clients must be between 1 and {} ({slots} sockets, one kept spare for busy)",
+                "max clients must be between 1 and {} ({slots} sockets, one kept spare for busy), \
+                 max per source at least 1",
                 slots.saturating_sub(1)
             ),
             ConfigError::SendBufferTooSmall => f.write_str("socket send buffers are too small"),

@@ -34,14 +34,18 @@
 //! }
 //! ```
 //!
-//! Features: `log` or `defmt` for logging (neither: silent), `std`, and
-//! `tap` (the default) for the Linux binary. Without default features the
-//! crate builds for `thumbv7em-none-eabihf`.
+//! `no_std` by default, with no default features; it builds for
+//! `thumbv7em-none-eabihf`. Features: `log` or `defmt` for logging (one of
+//! them, or neither: silent) and `std`. The Linux binary is its own crate,
+//! `envhub-tap` (`embedded/tap`).
 //!
 //! [`Interface`]: smoltcp::iface::Interface
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+
+#[cfg(all(feature = "log", feature = "defmt"))]
+compile_error!("the features `log` and `defmt` are exclusive: choose one logger");
 
 #[macro_use]
 mod logging;

@@ -2,6 +2,7 @@
 
 use envhub_core::Store;
 use smoltcp::iface::SocketStorage;
+use smoltcp::wire::IpAddress;
 
 use crate::slot::Slot;
 
@@ -24,6 +25,7 @@ pub struct SocketMemory<'a, const N: usize, const RX: usize, const TX: usize> {
     pub(crate) store: Store,
     pub(crate) buffers: [SlotBuffers<RX, TX>; N],
     pub(crate) scratch: [u8; RX],
+    pub(crate) sources: [Option<IpAddress>; N],
 }
 
 /// The two buffers of one socket.
@@ -46,6 +48,7 @@ impl<const N: usize, const RX: usize, const TX: usize> SocketMemory<'_, N, RX, T
                 }
             }; N],
             scratch: [0; RX],
+            sources: [None; N],
         }
     }
 }

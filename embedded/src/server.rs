@@ -4,6 +4,7 @@ use envhub_core::{LocalHub, Stats, Store};
 use smoltcp::iface::{Interface, PollIngressSingleResult, PollResult, SocketSet, SocketStorage};
 use smoltcp::phy::Device;
 use smoltcp::socket::tcp::{Socket, SocketBuffer};
+use smoltcp::wire::IpAddress;
 
 use crate::config::{Config, ConfigError};
 use crate::memory::SocketMemory;
@@ -31,6 +32,7 @@ pub struct Server<'a, const N: usize> {
     sockets: SocketSet<'a>,
     slots: &'a mut [Slot],
     scratch: &'a mut [u8],
+    sources: &'a mut [Option<IpAddress>],
     store: &'a mut Store,
     stats: Stats,
     stopping: bool,
@@ -56,6 +58,7 @@ impl<'a, const N: usize> Server<'a, N> {
             scratch,
             slots,
             store,
+            sources,
         } = memory;
         storage.clear();
         slots.clear();
@@ -63,7 +66,8 @@ impl<'a, const N: usize> Server<'a, N> {
         while storage.push(SocketStorage::EMPTY).is_ok() {}
         let mut sockets = SocketSet::new(&mut storage[..]);
         let mut listening = Ok(());
-        for buffers in buffers.iter_mut() {
+        sources.fill(None);
+        for (index, buffers) in buffers.iter_mut().enumerate() {
             let mut socket = Socket::new(
                 SocketBuffer::new(&mut buffers.rx[..]),
                 SocketBuffer::new(&mut buffers.tx[..]),
@@ -72,7 +76,7 @@ impl<'a, const N: usize> Server<'a, N> {
             if socket.listen(config.port).is_err() {
                 listening = Err(ConfigError::PortZero);
             }
-            let _ = slots.push(Slot::new(sockets.add(socket)));
+            let _ = slots.push(Slot::new(sockets.add(socket), index));
         }
         listening?;
         Ok(Server {
@@ -81,6 +85,7 @@ impl<'a, const N: usize> Server<'a, N> {
             sockets,
             slots: &mut slots[..],
             scratch: &mut scratch[..],
+            sources: &mut sources[..],
             store,
             stats: Stats::new(now_ms),
             stopping: false,
@@ -207,6 +212,7 @@ impl<'a, const N: usize> Server<'a, N> {
             store,
             stats,
             stopping,
+            sources,
             ..
         } = self;
         let mut cx = Context {
@@ -215,6 +221,7 @@ impl<'a, const N: usize> Server<'a, N> {
             scratch,
             stopping: *stopping,
             sent,
+            sources,
         };
         let mut any = false;
         for slot in slots.iter_mut() {
@@ -242,10 +249,12 @@ mod tests {
 
     use envhub_core::Mode;
     use smoltcp::socket::tcp::State;
+    use smoltcp::wire::Ipv4Address;
 
-    use crate::slot::{CLOSE_TIMEOUT_MS, SYN_TIMEOUT_MS};
+    use crate::slot::CLOSE_TIMEOUT_MS;
     use crate::testnet::Net;
     use crate::Config;
+    use envhub_core::limits::HANDSHAKE_TIMEOUT_MS as SYN_TIMEOUT_MS;
 
     const PONG: &[u8] = b"{\"ok\":true,\"pong\":true}\n";
     const BUSY: &[u8] = b"{\"ok\":false,\"error\":\"busy\"}\n";
@@ -318,7 +327,7 @@ mod tests {
     #[test]
     fn idle_timeout_closes_and_the_slot_listens_again() {
         let mut config = Config::new(8080, 1);
-        config.idle_timeout_ms = 500;
+        config.core.idle_timeout_ms = 500;
         let mut net = Net::<2>::new(config);
         let a = net.connected();
         let start = net.now;
@@ -339,7 +348,7 @@ mod tests {
     #[test]
     fn poll_says_when_the_idle_timeout_is_due() {
         let mut config = Config::new(8080, 1);
-        config.idle_timeout_ms = 60_000;
+        config.core.idle_timeout_ms = 60_000;
         let mut net = Net::<2>::new(config);
         let _a = net.connected();
         net.run(100);
@@ -379,9 +388,79 @@ mod tests {
     }
 
     #[test]
+    fn handshakes_from_unreachable_peers_are_dropped_in_time() {
+        // On the link but never answering ARP, and off the link (no route).
+        for (i, src) in [
+            Ipv4Address::new(192, 168, 69, 77),
+            Ipv4Address::new(10, 9, 9, 9),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut net = Net::<3>::new(Config::new(8080, 2));
+            for port in 0..5 {
+                net.spoof_syn(src, 50_000 + port);
+            }
+            net.run(5);
+            assert_eq!(net.listening(), 0, "{i}: every slot took a SYN");
+            let start = net.now;
+            assert!(net.run_until(|net| net.listening() == 3), "{i}");
+            let took = net.now - start;
+            assert!(
+                (SYN_TIMEOUT_MS - 10..SYN_TIMEOUT_MS + 300).contains(&took),
+                "{i}: {took}"
+            );
+            // Nothing of them is left: a real client is served.
+            let b = net.connected();
+            net.send(b, b"{\"cmd\":\"ping\"}\n");
+            assert_eq!(net.lines(b, 1), PONG);
+            assert_eq!(net.server.stats().last_id, 1);
+        }
+    }
+
+    #[test]
+    fn a_client_that_never_reads_is_reset_after_the_write_stall() {
+        let mut net = Net::<2>::new(Config::new(8080, 1));
+        let a = net.connected();
+        let start = net.now;
+        // 16 KiB of pings, whose 26 KiB of pongs fill every buffer on the
+        // way back, since the client never reads.
+        let pings = b"{\"cmd\":\"ping\"}\n".repeat(16 * 1024 / 15);
+        net.send(a, &pings);
+        assert!(net.run_until(|net| net.socket(a).state() == State::Closed));
+        let took = net.now - start;
+        assert!(
+            (envhub_core::limits::WRITE_STALL_MS..8_000).contains(&took),
+            "{took}"
+        );
+        assert_eq!(net.server.stats().clients, 0);
+        assert!(net.run_until(|net| net.listening() == 2));
+    }
+
+    #[test]
+    fn one_source_gets_busy_beyond_its_limit() {
+        let mut config = Config::new(8080, 3);
+        config.core.max_per_source = 2;
+        let mut net = Net::<4>::new(config);
+        let _a = net.connected();
+        let b = net.connected();
+        let c = net.connect();
+        assert_eq!(net.until_closed(c), BUSY);
+        // One leaves: the source may connect again.
+        net.send(b, b"{\"cmd\":\"bye\"}\n");
+        net.until_closed(b);
+        net.socket(b).close();
+        assert!(net.run_until(|net| net.server.stats().clients == 1));
+        let d = net.connected();
+        net.send(d, b"{\"cmd\":\"ping\"}\n");
+        assert_eq!(net.lines(d, 1), PONG);
+        assert_eq!(net.server.stats().errors, 1);
+    }
+
+    #[test]
     fn a_vanished_peer_is_reclaimed() {
         let mut config = Config::new(8080, 1);
-        config.idle_timeout_ms = 1_000;
+        config.core.idle_timeout_ms = 1_000;
         let mut net = Net::<2>::new(config);
         let _a = net.connected();
         net.mute_client(true);
@@ -493,7 +572,7 @@ mod tests {
     #[test]
     fn echo_mode_echoes_and_turns_away_silently() {
         let mut config = Config::new(8080, 1);
-        config.mode = Mode::Echo;
+        config.core.mode = Mode::Echo;
         let mut net = Net::<2>::new(config);
         let a = net.connected();
         net.send(a, b"hello\nno newline");

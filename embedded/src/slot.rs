@@ -8,18 +8,21 @@
 //! (the peer already has everything; waiting out smoltcp's 10 s TIME-WAIT
 //! would only starve the slots), or after a reset.
 
-use envhub_core::{turn_away, Close, Connection, LocalHub, Reason};
+use envhub_core::limits::HANDSHAKE_TIMEOUT_MS;
+use envhub_core::{turn_away, Admit, Close, Connection, LocalHub};
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp::{Socket, State};
 use smoltcp::time::Duration;
-use smoltcp::wire::IpEndpoint;
+use smoltcp::wire::{IpAddress, IpEndpoint};
 
 use crate::config::Config;
 use crate::logging::Peer;
 
-/// How long a handshake may stay half-open (SYN received, no ACK) before
-/// smoltcp resets it and the slot listens again.
-pub(crate) const SYN_TIMEOUT_MS: u64 = 5_000;
+/// How long an aborted socket waits for its reset to go out before the
+/// slot listens anyway (a peer whose address cannot be resolved never
+/// gets it, and must not hold the slot). A reset that can be sent goes out
+/// in the poll that made it.
+pub(crate) const RESET_WAIT_MS: u64 = 100;
 /// Keep-alive interval while connected: lets smoltcp notice a peer that
 /// vanished without a FIN sooner than the idle timeout.
 pub(crate) const KEEP_ALIVE_MS: u64 = 15_000;
@@ -53,6 +56,9 @@ pub(crate) struct Context<'s> {
     /// This step runs after the poll's egress (packets the sockets owed,
     /// ACKs included, are out).
     pub(crate) sent: bool,
+    /// The source address of each slot's client (by slot index), for the
+    /// per-source limit.
+    pub(crate) sources: &'s mut [Option<IpAddress>],
 }
 
 /// A client bound to a slot.
@@ -67,7 +73,8 @@ struct Client {
 // box it in), so the size difference costs nothing.
 #[allow(clippy::large_enum_variant)]
 enum Phase {
-    /// Listening, or a handshake under way.
+    /// Listening, or a handshake under way (smoltcp drops one that does not
+    /// complete within [`HANDSHAKE_TIMEOUT_MS`]).
     Listening,
     /// Serving a client.
     Serving(Client),
@@ -81,14 +88,17 @@ enum Phase {
 /// One socket of the server and what it is doing.
 pub(crate) struct Slot {
     pub(crate) handle: SocketHandle,
+    /// Its place in the server's slots (and in [`Context::sources`]).
+    index: usize,
     phase: Phase,
 }
 
 impl Slot {
     /// A slot for the socket `handle`, which must be listening.
-    pub(crate) fn new(handle: SocketHandle) -> Self {
+    pub(crate) fn new(handle: SocketHandle, index: usize) -> Self {
         Slot {
             handle,
+            index,
             phase: Phase::Listening,
         }
     }
@@ -97,7 +107,10 @@ impl Slot {
     pub(crate) fn tune(socket: &mut Socket<'_>) {
         socket.set_ack_delay(Some(Duration::from_millis(ACK_DELAY_MS)));
         socket.set_nagle_enabled(false);
-        socket.set_timeout(Some(Duration::from_millis(SYN_TIMEOUT_MS)));
+        // A handshake that does not complete in time is reset by smoltcp;
+        // `settle` listens again even when that reset cannot be sent (an
+        // unreachable peer: a spoofed SYN).
+        socket.set_timeout(Some(Duration::from_millis(HANDSHAKE_TIMEOUT_MS)));
         socket.set_keep_alive(None);
     }
 
@@ -122,27 +135,36 @@ impl Slot {
             }
             State::Established | State::CloseWait => {
                 let peer = socket.remote_endpoint();
-                if cx.hub.stats.clients >= cx.config.max_clients as u64 {
-                    let reply = turn_away(cx.config.mode, &mut cx.hub);
+                let source = peer.map(|p| p.addr);
+                let from_source = source.map_or(0, |ip| {
+                    cx.sources.iter().filter(|s| **s == Some(ip)).count()
+                });
+                let open = usize::try_from(cx.hub.stats.clients).unwrap_or(usize::MAX);
+                if let Admit::Busy(full) = cx.config.core.admit(open, from_source) {
+                    let reply = turn_away(cx.config.core.mode, &mut cx.hub);
                     // A fresh send buffer holds a `busy` reply (checked in
                     // `Config::check`).
                     let _ = socket.send_slice(reply);
                     socket.close();
                     event!(
                         warn,
-                        "connection from {} turned away: {} clients open (limit {})",
+                        "connection from {} turned away ({}): {} clients open, {} from it",
                         Peer(peer),
-                        cx.hub.stats.clients,
-                        cx.config.max_clients
+                        full.as_str(),
+                        open,
+                        from_source
                     );
                     self.phase = closing(socket, now);
                 } else {
+                    if let Some(slot) = cx.sources.get_mut(self.index) {
+                        *slot = source;
+                    }
                     let id = cx.hub.stats.open();
                     socket.set_timeout(Some(Duration::from_millis(SOCKET_TIMEOUT_MS)));
                     socket.set_keep_alive(Some(Duration::from_millis(KEEP_ALIVE_MS)));
                     event!(info, "client {} connected from {}", id, Peer(peer));
                     self.phase = Phase::Serving(Client {
-                        conn: Connection::new(id, now, cx.config.connection()),
+                        conn: Connection::new(id, now, cx.config.core),
                         peer,
                         eof: false,
                     });
@@ -194,10 +216,18 @@ impl Slot {
                 Peer(client.peer)
             );
             cx.hub.stats.close();
+            if let Some(source) = cx.sources.get_mut(self.index) {
+                *source = None;
+            }
             self.phase = closing(socket, now);
             return false;
         }
-        let Context { hub, scratch, .. } = cx;
+        let Context {
+            hub,
+            scratch,
+            sources,
+            ..
+        } = cx;
         let conn = &mut client.conn;
         if conn.poll_timeout().is_some_and(|due| due <= now) {
             conn.handle_timeout(now, hub);
@@ -237,20 +267,25 @@ impl Slot {
                     "client {} ({}) disconnected: {}",
                     conn.id(),
                     Peer(client.peer),
-                    conn.close_reason().map_or("closed", Reason::as_str)
+                    conn.close_reason().map_or("closed", |r| r.as_str())
                 );
             }
             Close::Abort => {
                 socket.abort();
                 event!(
                     warn,
-                    "client {} ({}) reset: it stopped reading while closing",
+                    "client {} ({}) reset: {}",
                     conn.id(),
-                    Peer(client.peer)
+                    Peer(client.peer),
+                    conn.close_reason()
+                        .map_or("it stopped reading while closing", |r| r.as_str())
                 );
             }
         }
         hub.stats.close();
+        if let Some(source) = sources.get_mut(self.index) {
+            *source = None;
+        }
         self.phase = closing(socket, now);
         false
     }
@@ -265,8 +300,10 @@ impl Slot {
         drop_received(socket, usize::MAX);
         match socket.state() {
             // Aborted: the reset is still to be sent (the remote endpoint is
-            // forgotten once it is).
-            State::Closed if socket.remote_endpoint().is_some() => {}
+            // forgotten once it is), unless the peer cannot be reached.
+            State::Closed
+                if socket.remote_endpoint().is_some()
+                    && now < since.saturating_add(RESET_WAIT_MS) => {}
             State::Closed | State::Listen => self.reopen(socket, cx),
             // Shutting down, the peer has everything, FIN included: done
             // (its side may stay open as long as it likes).
@@ -306,7 +343,9 @@ impl Slot {
         }
     }
 
-    /// Listens again, or stops when the server is shutting down.
+    /// Listens again, or stops when the server is shutting down. (Out of
+    /// line: called from three places.)
+    #[inline(never)]
     fn reopen(&mut self, socket: &mut Socket<'_>, cx: &mut Context<'_>) {
         if cx.stopping {
             if socket.state() == State::Listen {
@@ -319,9 +358,7 @@ impl Slot {
         // already listening on the port).
         match socket.listen(cx.config.port) {
             Ok(()) => {
-                socket.set_ack_delay(Some(Duration::from_millis(ACK_DELAY_MS)));
-                socket.set_timeout(Some(Duration::from_millis(SYN_TIMEOUT_MS)));
-                socket.set_keep_alive(None);
+                Slot::tune(socket);
                 self.phase = Phase::Listening;
             }
             Err(_) => socket.abort(),
@@ -348,7 +385,9 @@ impl Slot {
         match &self.phase {
             Phase::Serving(client) => client.conn.poll_timeout(),
             Phase::Closing { since, time_wait } => match socket.state() {
-                State::Closed => None,
+                State::Closed => socket
+                    .remote_endpoint()
+                    .map(|_| since.saturating_add(RESET_WAIT_MS)),
                 State::TimeWait => Some(
                     time_wait
                         .unwrap_or(*since)

@@ -238,6 +238,56 @@ impl<const N: usize> Net<N> {
         got
     }
 
+    /// Puts a SYN for the server's port from `src:port` on the wire, as
+    /// if from a host that never answers anything (its MAC is made up).
+    pub fn spoof_syn(&mut self, src: Ipv4Address, port: u16) {
+        use smoltcp::phy::ChecksumCapabilities;
+        use smoltcp::wire::{
+            EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol,
+            Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+        };
+        let tcp = TcpRepr {
+            src_port: port,
+            dst_port: PORT,
+            control: TcpControl::Syn,
+            seq_number: TcpSeqNumber(1000),
+            ack_number: None,
+            window_len: 64_240,
+            window_scale: None,
+            max_seg_size: Some(1460),
+            sack_permitted: false,
+            sack_ranges: [None; 3],
+            timestamp: None,
+            payload: &[],
+        };
+        let ip = Ipv4Repr {
+            src_addr: src,
+            dst_addr: SERVER_IP,
+            next_header: IpProtocol::Tcp,
+            payload_len: tcp.buffer_len(),
+            hop_limit: 64,
+        };
+        let eth = EthernetRepr {
+            src_addr: EthernetAddress([0x02, 0, 0, 0, 0x99, 0x99]),
+            dst_addr: EthernetAddress([0x02, 0, 0, 0, 0, 1]),
+            ethertype: EthernetProtocol::Ipv4,
+        };
+        let mut frame = vec![0; eth.buffer_len() + ip.buffer_len() + tcp.buffer_len()];
+        let caps = ChecksumCapabilities::default();
+        let mut ether = EthernetFrame::new_unchecked(&mut frame[..]);
+        eth.emit(&mut ether);
+        let mut packet = Ipv4Packet::new_unchecked(ether.payload_mut());
+        ip.emit(&mut packet, &caps);
+        let mut segment = TcpPacket::new_unchecked(packet.payload_mut());
+        tcp.emit(
+            &mut segment,
+            &IpAddress::Ipv4(src),
+            &IpAddress::Ipv4(SERVER_IP),
+            &caps,
+        );
+        self.client_end.tx.borrow_mut().push_back(frame);
+    }
+
     /// Server sockets listening now.
     pub fn listening(&self) -> usize {
         self.server.listening()

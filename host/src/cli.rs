@@ -1,10 +1,15 @@
 //! The command line (PROTOCOL.md, "Command-line contract"), parsed with clap.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser;
 use clap::{Parser, ValueEnum};
+use envhub_core::limits::DEFAULT_MAX_CLIENTS;
 use envhub_core::{Config, Mode};
+
+use crate::history::{self, Sync};
 
 /// The envhub server: sensors send JSON lines over TCP, envhub validates
 /// them, keeps the newest reading per location and answers every line.
@@ -22,18 +27,25 @@ pub struct Cli {
 
     /// Most connections served at once. A connection beyond it gets the
     /// `busy` reply and is closed at once (in echo mode: closed silently).
-    #[arg(long, value_name = "N", default_value_t = 1024)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CLIENTS as u64)]
     pub max_clients: u64,
 
+    /// Most connections served at once from one source address; one more
+    /// gets the `busy` reply and is closed. Default: a quarter of
+    /// --max-clients, rounded up, but at least 64.
+    #[arg(long, value_name = "N")]
+    pub max_per_source: Option<u64>,
+
     /// Close a connection that sends no complete line for this many seconds
-    /// (fractions allowed, e.g. 0.5), after an `idle_timeout` reply.
+    /// (fractions allowed, e.g. 0.5), after an `idle_timeout` reply; 0 never
+    /// closes an idle connection.
     #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_secs)]
     pub idle_timeout: Duration,
 
     /// What the server speaks: `sensor` is the envhub line protocol; `echo`
     /// sends every received byte back unchanged (a benchmark ceiling).
-    #[arg(long, value_enum, default_value_t = ModeArg::Sensor)]
-    pub mode: ModeArg,
+    #[arg(long, value_name = "MODE", default_value = "sensor", value_parser = parse_mode())]
+    pub mode: Mode,
 
     /// The clients' text encoding. `gbk` decodes requests from GBK before
     /// the protocol sees them and encodes replies to GBK; the 512-byte line
@@ -41,15 +53,28 @@ pub struct Cli {
     /// mode, which returns bytes unchanged.
     #[arg(long, value_enum, default_value_t = Encoding::Utf8)]
     pub encoding: Encoding,
-}
 
-/// `--mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ModeArg {
-    /// The envhub line protocol.
-    Sensor,
-    /// Every byte back, unchanged.
-    Echo,
+    /// The history: every acknowledged reading is kept in this SQLite file
+    /// (created if missing; WAL mode). A reading is acknowledged only once
+    /// it is committed there, and a restart restores `latest` from it. One
+    /// envhub per file. Echo mode never opens it.
+    #[arg(long, value_name = "PATH", default_value = "envhub.db")]
+    pub db: PathBuf,
+
+    /// Keep no history: readings live only in memory and are acknowledged
+    /// as soon as they are stored there.
+    #[arg(long, conflicts_with_all = ["db", "sync", "retention_days"])]
+    pub no_db: bool,
+
+    /// `normal`: an acknowledged reading survives a crash of envhub
+    /// (kill -9). `full`: it also survives a power cut (fsync per commit).
+    #[arg(long, value_enum, default_value_t = Sync::Normal)]
+    pub sync: Sync,
+
+    /// Delete rows older than this many days, a few hundred at a time;
+    /// 0 keeps everything.
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    pub retention_days: u32,
 }
 
 /// `--encoding`: the text encoding spoken on the wire.
@@ -63,14 +88,28 @@ pub enum Encoding {
 }
 
 impl Cli {
-    /// The per-connection configuration for the core.
+    /// How to keep the history; `None` with `--no-db` and in echo mode.
+    pub fn history(&self) -> Option<history::Options> {
+        (!self.no_db && self.mode == Mode::Sensor).then(|| history::Options {
+            path: self.db.clone(),
+            sync: self.sync,
+            retention_days: self.retention_days,
+        })
+    }
+
+    /// The core's configuration (mode, idle timeout, admission). Check it
+    /// with [`Config::check`] before serving: `run` refuses 0 clients.
     pub fn config(&self) -> Config {
+        let max_clients = usize::try_from(self.max_clients).unwrap_or(usize::MAX);
         Config {
-            mode: match self.mode {
-                ModeArg::Sensor => Mode::Sensor,
-                ModeArg::Echo => Mode::Echo,
-            },
+            mode: self.mode,
             idle_timeout_ms: u64::try_from(self.idle_timeout.as_millis()).unwrap_or(u64::MAX),
+            max_clients,
+            max_per_source: self
+                .max_per_source
+                .map_or(Config::host_max_per_source(max_clients), |n| {
+                    usize::try_from(n).unwrap_or(usize::MAX)
+                }),
         }
     }
 }
@@ -87,6 +126,13 @@ fn parse_bind(text: &str) -> Result<SocketAddr, String> {
     addrs
         .next()
         .ok_or_else(|| format!("{text} resolves to no address"))
+}
+
+/// `--mode`: the core's names ([`Mode::NAMES`]), one mapping for every
+/// shell.
+fn parse_mode() -> impl clap::builder::TypedValueParser<Value = Mode> {
+    clap::builder::PossibleValuesParser::new(Mode::NAMES)
+        .map(|name| Mode::from_name(&name).unwrap_or_default())
 }
 
 /// Seconds, whole or with a fraction; not negative.
@@ -114,9 +160,41 @@ mod tests {
         assert_eq!(cli.bind, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(cli.max_clients, 1024);
         assert_eq!(cli.idle_timeout, Duration::from_secs(300));
-        assert_eq!(cli.mode, ModeArg::Sensor);
+        assert_eq!(cli.mode, Mode::Sensor);
         assert_eq!(cli.encoding, Encoding::Utf8);
         assert_eq!(cli.config(), Config::default());
+        let history = cli.history().unwrap();
+        assert_eq!(history.path, PathBuf::from("envhub.db"));
+        assert_eq!((history.sync, history.retention_days), (Sync::Normal, 30));
+    }
+
+    #[test]
+    fn history_flags() {
+        let cli = parse(&[
+            "--db",
+            "/tmp/x.db",
+            "--sync",
+            "full",
+            "--retention-days",
+            "0",
+        ])
+        .unwrap();
+        let history = cli.history().unwrap();
+        assert_eq!(history.path, PathBuf::from("/tmp/x.db"));
+        assert_eq!((history.sync, history.retention_days), (Sync::Full, 0));
+        assert_eq!(parse(&["--no-db"]).unwrap().history(), None);
+        assert_eq!(
+            parse(&["--mode", "echo"]).unwrap().history(),
+            None,
+            "echo never opens a db"
+        );
+        for args in [
+            &["--no-db", "--db", "x.db"][..],
+            &["--sync", "sometimes"],
+            &["--retention-days", "-1"],
+        ] {
+            assert_eq!(parse(args).unwrap_err().exit_code(), 2, "{args:?}");
+        }
     }
 
     #[test]
@@ -138,10 +216,26 @@ mod tests {
         assert_eq!(cli.max_clients, 3);
         assert_eq!(cli.config().idle_timeout_ms, 1500);
         assert_eq!(cli.config().mode, Mode::Echo);
+        assert_eq!(cli.config().max_per_source, 64);
         assert_eq!(cli.encoding, Encoding::Gbk);
         let cli = parse(&["--bind=127.0.0.1:9000", "--idle-timeout=2"]).unwrap();
         assert_eq!(cli.bind.port(), 9000);
         assert_eq!(cli.config().idle_timeout_ms, 2000);
+        let cli = parse(&["--max-clients=2000", "--max-per-source=3"]).unwrap();
+        assert_eq!(
+            (cli.config().max_clients, cli.config().max_per_source),
+            (2000, 3)
+        );
+        let cli = parse(&["--max-clients=2000", "--idle-timeout=0"]).unwrap();
+        assert_eq!(
+            (cli.config().max_per_source, cli.config().idle_timeout_ms),
+            (500, 0)
+        );
+        assert!(parse(&["--max-clients=0"])
+            .unwrap()
+            .config()
+            .check(usize::MAX)
+            .is_err());
     }
 
     #[test]
@@ -180,6 +274,10 @@ mod tests {
             "--idle-timeout",
             "--mode",
             "--encoding",
+            "--db",
+            "--no-db",
+            "--sync",
+            "--retention-days",
             "busy",
         ] {
             assert!(help.contains(flag), "{flag} missing from:\n{help}");

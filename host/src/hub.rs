@@ -1,16 +1,137 @@
-//! The state every connection thread shares: the store behind a mutex, the
-//! counters in atomics, and the server's clock.
+//! The state every connection shares: the store behind a mutex, the
+//! counters in atomics, the server's clock and, with history on, the
+//! database writer that acknowledges readings once they are on disk.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Mutex, MutexGuard};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use std::sync::Arc;
-
-use envhub_core::{Counters, Entry, Hub, Location, Reading, Store, StoreFull};
+use envhub_core::limits::MAX_LOCATIONS;
+use envhub_core::{Counters, Entry, Hub, Location, Outcome, Reading, Store, StoreFull, Ticket};
 use log::debug;
 
+use crate::history::restore::Newest;
+use crate::history::{History, OpenError, Options};
 use crate::services::{unix_ms, Kept, Services};
+
+/// The server's clock starts here rather than at 0, so that a reading
+/// restored from the database, received before the server started, still
+/// has a `stored_at` (`now - age`) on this clock: ages up to ~34 years.
+pub const CLOCK_BASE_MS: u64 = 1 << 40;
+
+/// The newest reading of each location, the count of readings stored, the
+/// clock and the side services' feed: what the connections and the history
+/// writer both change.
+#[derive(Debug)]
+pub struct Latest {
+    store: Mutex<Store>,
+    readings: AtomicU64,
+    started: Instant,
+    services: Arc<Services>,
+}
+
+impl Latest {
+    fn new() -> Self {
+        Latest {
+            store: Mutex::new(Store::new()),
+            readings: AtomicU64::new(0),
+            started: Instant::now(),
+            services: Arc::new(Services::new()),
+        }
+    }
+
+    /// The server's clock in milliseconds (the core's `now`).
+    pub fn now_ms(&self) -> u64 {
+        let elapsed = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        CLOCK_BASE_MS.saturating_add(elapsed)
+    }
+
+    /// What the side services share.
+    pub fn services(&self) -> &Arc<Services> {
+        &self.services
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Store> {
+        // The store is always consistent between calls (the core never
+        // panics while holding it), so a poisoned lock is still usable.
+        self.store
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Which of `readings` the store can take, in order: a known location,
+    /// or a new one while there is room (counting the new ones before it).
+    /// Only the history writer adds readings while history is on, so the
+    /// answer holds until it calls [`Latest::keep`].
+    pub fn admit<'r>(&self, readings: impl Iterator<Item = &'r Reading>) -> Vec<bool> {
+        let store = self.lock();
+        let mut new: Vec<&Location> = Vec::new();
+        readings
+            .map(|r| {
+                if store.get(&r.location).is_some() || new.contains(&&r.location) {
+                    true
+                } else if store.len() + new.len() < MAX_LOCATIONS {
+                    new.push(&r.location);
+                    true
+                } else {
+                    false
+                }
+            })
+            .collect()
+    }
+
+    /// Stores committed readings (reading, received at, row id, row
+    /// `ts_ms`), counts them and publishes them on the feed, in order.
+    pub fn keep<'r>(&self, rows: impl Iterator<Item = (&'r Reading, u64, i64, i64)>) {
+        let mut store = self.lock();
+        for (reading, now, id, ts_ms) in rows {
+            if store.insert(reading, now).is_err() {
+                // Not reached: `admit` made room. Logged, never silent.
+                log::error!("history: row {id} committed but the store is full");
+            }
+            self.readings.fetch_add(1, Relaxed);
+            self.services.feed.publish(Kept {
+                id,
+                ts_ms,
+                location: reading.location.clone(),
+                temp: reading.temp,
+                hum: reading.hum,
+                seq: reading.seq,
+            });
+        }
+    }
+
+    /// Fills the store with rows read back from the database, each aged
+    /// from its `ts_ms` as of the wall clock `unix_now`; how many went in.
+    pub fn restore(&self, rows: &[Newest], unix_now: i64) -> usize {
+        let now = self.now_ms();
+        let mut store = self.lock();
+        rows.iter()
+            .filter(|row| {
+                let age = u64::try_from(unix_now.saturating_sub(row.ts_ms)).unwrap_or(0);
+                store.insert(&row.reading, now.saturating_sub(age)).is_ok()
+            })
+            .count()
+    }
+
+    /// Stores a reading at once (history off), counts it and publishes it.
+    fn store_now(&self, reading: &Reading, now: u64) -> Result<(), StoreFull> {
+        let mut store = self.lock();
+        store.insert(reading, now)?;
+        // Counted under the lock so `stats` sees readings and locations
+        // agree; published under it so the feed has the store's order.
+        let id = self.readings.fetch_add(1, Relaxed) + 1;
+        self.services.feed.publish(Kept {
+            id: i64::try_from(id).unwrap_or(i64::MAX),
+            ts_ms: unix_ms(),
+            location: reading.location.clone(),
+            temp: reading.temp,
+            hum: reading.hum,
+            seq: reading.seq,
+        });
+        Ok(())
+    }
+}
 
 /// The server-wide state. Connection threads reach it through a
 /// [`ClientHub`], which implements the core's [`Hub`].
@@ -20,14 +141,12 @@ use crate::services::{unix_ms, Kept, Services};
 /// never across I/O.
 #[derive(Debug)]
 pub struct SharedHub {
-    store: Mutex<Store>,
+    latest: Arc<Latest>,
     last_id: AtomicU64,
     clients: AtomicU64,
-    readings: AtomicU64,
     errors: AtomicU64,
-    started: Instant,
-    /// The side services: every stored reading goes to their feed.
-    services: Arc<Services>,
+    /// With history on: readings are acknowledged once on disk.
+    history: Option<History>,
 }
 
 impl Default for SharedHub {
@@ -37,22 +156,64 @@ impl Default for SharedHub {
 }
 
 impl SharedHub {
-    /// Empty store, zero counters, clock starting now.
+    /// Empty store, zero counters, clock starting now, history off.
     pub fn new() -> Self {
         SharedHub {
-            store: Mutex::new(Store::new()),
+            latest: Arc::new(Latest::new()),
             last_id: AtomicU64::new(0),
             clients: AtomicU64::new(0),
-            readings: AtomicU64::new(0),
             errors: AtomicU64::new(0),
-            started: Instant::now(),
-            services: Arc::new(Services::new()),
+            history: None,
+        }
+    }
+
+    /// Like [`SharedHub::new`] with history on: opens the database, restores
+    /// `latest` from it and starts the writer.
+    pub fn with_history(options: &Options) -> Result<Self, OpenError> {
+        let mut hub = SharedHub::new();
+        hub.history = Some(History::open(options, Arc::clone(&hub.latest))?);
+        Ok(hub)
+    }
+
+    /// The history, when it is on.
+    pub fn history(&self) -> Option<&History> {
+        self.history.as_ref()
+    }
+
+    /// How many history transactions ended so far (0 without history): see
+    /// [`SharedHub::wait_commit`].
+    pub fn commits(&self) -> u64 {
+        self.history.as_ref().map_or(0, History::commits)
+    }
+
+    /// Waits until a history transaction ends after `seen` were counted by
+    /// [`SharedHub::commits`], or `timeout` passes (at once without
+    /// history).
+    pub fn wait_commit(&self, seen: u64, timeout: Duration) {
+        if let Some(history) = &self.history {
+            history.wait_commit(seen, timeout);
+        }
+    }
+
+    /// Waits until the history decided `ticket` (see
+    /// [`envhub_core::Connection::awaited_ticket`]), or `timeout` (at once
+    /// without history).
+    pub fn wait_decided(&self, ticket: Ticket, timeout: Duration) {
+        if let Some(history) = &self.history {
+            history.wait_decided(ticket, timeout);
+        }
+    }
+
+    /// Commits what the history has queued and stops its writer.
+    pub fn close_history(&self) {
+        if let Some(history) = &self.history {
+            history.close();
         }
     }
 
     /// What the side services share (the feed of kept readings, status).
     pub fn services(&self) -> &Arc<Services> {
-        &self.services
+        self.latest.services()
     }
 
     /// Errors counted since start.
@@ -62,7 +223,7 @@ impl SharedHub {
 
     /// Readings stored since start.
     pub fn readings(&self) -> u64 {
-        self.readings.load(Relaxed)
+        self.latest.readings.load(Relaxed)
     }
 
     /// A copy of every entry of the store, in location order.
@@ -70,9 +231,10 @@ impl SharedHub {
         self.lock().after(None).cloned().collect()
     }
 
-    /// Milliseconds since the server started: the core's `now`.
+    /// The server's clock in milliseconds: the core's `now`. It starts at
+    /// [`CLOCK_BASE_MS`], not 0.
     pub fn now_ms(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+        self.latest.now_ms()
     }
 
     /// Counts an accepted connection and returns its id (the first is 1).
@@ -104,11 +266,7 @@ impl SharedHub {
     }
 
     fn lock(&self) -> MutexGuard<'_, Store> {
-        // The store is always consistent between calls (the core never
-        // panics while holding it), so a poisoned lock is still usable.
-        self.store
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.latest.lock()
     }
 }
 
@@ -120,23 +278,8 @@ pub struct ClientHub<'a> {
     client: u64,
 }
 
-impl Hub for ClientHub<'_> {
-    fn store(&mut self, reading: &Reading, now: u64) -> Result<(), StoreFull> {
-        {
-            let mut store = self.shared.lock();
-            store.insert(reading, now)?;
-            // Counted under the lock so `stats` sees readings and locations
-            // agree; published under it so the feed has the store's order.
-            let id = self.shared.readings.fetch_add(1, Relaxed) + 1;
-            self.shared.services.feed.publish(Kept {
-                id: i64::try_from(id).unwrap_or(i64::MAX),
-                ts_ms: unix_ms(),
-                location: reading.location.clone(),
-                temp: reading.temp,
-                hum: reading.hum,
-                seq: reading.seq,
-            });
-        }
+impl ClientHub<'_> {
+    fn log(&self, reading: &Reading) {
         debug!(
             "client {}: {} temp {} hum {}",
             self.client,
@@ -144,7 +287,32 @@ impl Hub for ClientHub<'_> {
             reading.temp,
             reading.hum
         );
+    }
+}
+
+impl Hub for ClientHub<'_> {
+    fn store(&mut self, reading: &Reading, now: u64) -> Result<(), StoreFull> {
+        self.shared.latest.store_now(reading, now)?;
+        self.log(reading);
         Ok(())
+    }
+
+    fn submit(&mut self, reading: &Reading, now: u64) -> Outcome {
+        let Some(history) = &self.shared.history else {
+            return match self.store(reading, now) {
+                Ok(()) => Outcome::Kept,
+                Err(StoreFull) => Outcome::StoreFull,
+            };
+        };
+        self.log(reading);
+        Outcome::Pending(history.submit(reading, now))
+    }
+
+    fn outcome(&mut self, ticket: Ticket) -> Outcome {
+        match &self.shared.history {
+            Some(history) => history.outcome(ticket),
+            None => Outcome::StorageError,
+        }
     }
 
     fn get(&mut self, location: &Location) -> Option<Entry> {
@@ -163,14 +331,14 @@ impl Hub for ClientHub<'_> {
     fn counters(&mut self, now: u64) -> Counters {
         let (readings, locations) = {
             let store = self.shared.lock();
-            (self.shared.readings.load(Relaxed), store.len() as u64)
+            (self.shared.readings(), store.len() as u64)
         };
         Counters {
             clients: self.shared.clients.load(Relaxed),
             readings,
             errors: self.shared.errors.load(Relaxed),
             locations,
-            uptime_ms: now,
+            uptime_ms: now.saturating_sub(CLOCK_BASE_MS),
         }
     }
 
@@ -234,7 +402,7 @@ mod tests {
         assert_eq!(seen, ["b"]);
 
         shared.open();
-        let c = hub.counters(1234);
+        let c = hub.counters(CLOCK_BASE_MS + 1234);
         assert_eq!(
             c,
             Counters {

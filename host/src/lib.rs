@@ -9,6 +9,7 @@
 //! - [`cli`]: the server's flags.
 //! - [`client`]: `envhub send`, `latest` and `stats`.
 //! - [`hub`]: the store and counters every connection shares.
+//! - [`history`]: every acknowledged reading kept in SQLite.
 //! - [`listener`]: the listening socket and the accept loop.
 //! - [`worker`]: one connection's thread.
 //! - [`codec`], [`gbk`]: UTF-8 pass-through and GBK transcoding.
@@ -23,12 +24,14 @@ pub mod cli;
 pub mod client;
 pub mod codec;
 pub mod gbk;
+pub mod history;
 pub mod hub;
 pub mod listener;
 pub mod services;
 pub mod shutdown;
 pub mod worker;
 
+use std::fmt;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::ExitCode;
@@ -64,6 +67,26 @@ pub struct Shared {
     pub max_clients: u64,
 }
 
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The history database cannot be used (its message names the file).
+    History(history::OpenError),
+    /// The listening socket cannot be bound.
+    Listen(SocketAddr, io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::History(e) => e.fmt(f),
+            StartError::Listen(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
 /// A bound server, not yet accepting.
 #[derive(Debug)]
 pub struct Server {
@@ -72,12 +95,17 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the listening socket as `cli` says.
-    pub fn bind(cli: &Cli) -> io::Result<Server> {
-        let listener = listener::bind(cli.bind)?;
+    /// Opens the history (unless `--no-db` or echo mode) and binds the
+    /// listening socket, as `cli` says.
+    pub fn bind(cli: &Cli) -> Result<Server, StartError> {
+        let hub = match cli.history() {
+            Some(options) => SharedHub::with_history(&options).map_err(StartError::History)?,
+            None => SharedHub::new(),
+        };
+        let listener = listener::bind(cli.bind).map_err(|e| StartError::Listen(cli.bind, e))?;
         let shared = Arc::new(Shared {
-            hub: SharedHub::new(),
-            shutdown: Arc::new(Shutdown::new()?),
+            hub,
+            shutdown: Arc::new(Shutdown::new().map_err(|e| StartError::Listen(cli.bind, e))?),
             config: cli.config(),
             encoding: cli.encoding,
             max_clients: cli.max_clients,
@@ -102,7 +130,8 @@ impl Server {
 
     /// Serves until the stop signal; then stops accepting, lets every
     /// connection say `shutting_down` and close, and returns once all are
-    /// closed or after [`STOP_WAIT`].
+    /// closed or after [`STOP_WAIT`], and the history has committed
+    /// everything queued.
     pub fn run(self) {
         listener::accept_loop(&self.listener, &self.shared);
         drop(self.listener);
@@ -116,6 +145,7 @@ impl Server {
             0 => info!("all connections closed"),
             n => warn!("{n} connection(s) still open at exit"),
         }
+        self.shared.hub.close_history();
     }
 }
 
@@ -126,13 +156,18 @@ pub fn init_logging() {
         .init();
 }
 
-/// The whole program after parsing: bind (exit 2 on failure), announce
+/// The whole program after parsing: check the settings and bind (exit 2
+/// on failure), announce
 /// `listening on ADDR` on stdout, serve until SIGINT/SIGTERM, exit 0.
 pub fn run(cli: Cli) -> ExitCode {
+    if let Err(e) = cli.config().check(usize::MAX) {
+        eprintln!("envhub: {e}");
+        return ExitCode::from(2);
+    }
     let server = match Server::bind(&cli) {
         Ok(server) => server,
         Err(e) => {
-            eprintln!("envhub: cannot listen on {}: {e}", cli.bind);
+            eprintln!("envhub: {e}");
             return ExitCode::from(2);
         }
     };
@@ -171,7 +206,9 @@ mod tests {
     const PONG: &str = "{\"ok\":true,\"pong\":true}\n";
 
     fn server(args: &[&str]) -> (SocketAddr, Arc<Shutdown>, thread::JoinHandle<()>) {
-        let argv = ["envhub", "--bind", "127.0.0.1:0"].iter().chain(args);
+        let argv = ["envhub", "--bind", "127.0.0.1:0", "--no-db"]
+            .iter()
+            .chain(args);
         let server = Server::bind(&Cli::parse_from(argv)).unwrap();
         let addr = server.local_addr().unwrap();
         let stop = server.shutdown();

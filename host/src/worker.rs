@@ -68,6 +68,15 @@ pub const SHUTDOWN_GRACE_MS: u64 = 1_000;
 /// replies.
 const LINGER_MS: u64 = 500;
 
+/// While its replies wait for the history, a connection looks at its timers
+/// and the stop signal at least this often.
+const HUB_WAIT_MS: u64 = 100;
+
+/// Readings a connection submits to the history while the first one's ack
+/// waits for its commit (see [`Connection::with_queue`]): a read of
+/// [`IN`] bytes brings about this many readings.
+pub const AHEAD: usize = 16;
+
 /// Serves one accepted connection until it closes. Runs on its own thread.
 pub fn serve(id: u64, peer: SocketAddr, sock: TcpStream, shared: Arc<Shared>) {
     if let Err(e) = sock.set_nonblocking(true) {
@@ -96,7 +105,7 @@ fn serve_gbk(id: u64, peer: SocketAddr, sock: TcpStream, shared: &Shared) {
 /// module documentation on stack depth).
 #[inline(never)]
 fn run<C: Codec>(id: u64, peer: SocketAddr, sock: TcpStream, shared: &Shared, codec: C) {
-    let mut conn = Connection::new(id, shared.hub.now_ms(), shared.config);
+    let mut conn = Connection::<AHEAD>::with_queue(id, shared.hub.now_ms(), shared.config);
     let mut input = [0u8; IN];
     let mut out = [0u8; OUT];
     let mut w = Worker::new(id, peer, sock, shared, codec);
@@ -151,7 +160,12 @@ impl<C> Worker<'_, C> {
 
 impl<C: Codec> Worker<'_, C> {
     /// The loop: send what is owed, let the core work, read, wait.
-    fn drive(&mut self, conn: &mut Connection, input: &mut [u8; IN], out: &mut [u8; OUT]) -> End {
+    fn drive(
+        &mut self,
+        conn: &mut Connection<AHEAD>,
+        input: &mut [u8; IN],
+        out: &mut [u8; OUT],
+    ) -> End {
         let mut hub = self.shared.hub.for_client(self.id);
         // Unconsumed input at `input[..in_len]`; unsent wire bytes.
         let mut in_len = 0;
@@ -252,6 +266,15 @@ impl<C: Codec> Worker<'_, C> {
                 continue;
             }
 
+            // Replies wait for the history's commit: wait for it (not for
+            // the socket, which is not read meanwhile).
+            if let Some(ticket) = conn.awaited_ticket() {
+                let left = self.deadline(conn).saturating_sub(now);
+                let wait = Duration::from_millis(left.min(HUB_WAIT_MS));
+                self.shared.hub.wait_decided(ticket, wait);
+                continue;
+            }
+
             // Nothing to do until the client sends, a timer fires or the
             // server stops.
             let events = if can_read {
@@ -267,7 +290,7 @@ impl<C: Codec> Worker<'_, C> {
     }
 
     /// The next time the loop must run even if nothing happens.
-    fn deadline(&self, conn: &Connection) -> u64 {
+    fn deadline(&self, conn: &Connection<AHEAD>) -> u64 {
         conn.poll_timeout()
             .unwrap_or(u64::MAX)
             .min(self.stop_deadline)

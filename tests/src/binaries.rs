@@ -37,7 +37,7 @@ pub const HOST: Program = Program {
 
 /// The smoltcp server over a Linux TAP device.
 pub const TAP: Program = Program {
-    package: "envhub-embedded",
+    package: "envhub-tap",
     binary: "envhub-tap",
 };
 

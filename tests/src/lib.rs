@@ -46,7 +46,7 @@
 //! Integration tests only get `CARGO_BIN_EXE_<name>` for binaries of their
 //! own package, and artifact dependencies are unstable. So, once per test
 //! process (a `OnceLock` per program), the harness runs
-//! `$CARGO build -p envhub-host --bins` (and `-p envhub-embedded` for TAP)
+//! `$CARGO build -p envhub-host --bins` (and `-p envhub-tap` for TAP)
 //! with the profile of the running test executable, and takes the binary's
 //! path from cargo's `--message-format=json` output. The firmware is built
 //! with `cargo build --release --features semihosting` in
@@ -70,6 +70,7 @@ pub mod binaries;
 pub mod client;
 pub mod netns;
 pub mod qemu;
+pub mod raw;
 pub mod reply;
 pub mod server;
 pub mod shell;
@@ -80,7 +81,7 @@ pub use reply::{
     error, invalid, latest, mask, missing, reading, stored, Stats, BYE, EMPTY_LATEST, PONG,
 };
 pub use server::{Mode, Opts, Server};
-pub use shell::{run, Shell};
+pub use shell::{run, skip, Shell};
 
 /// Runs test functions `fn name(shell: Shell)` against every shell.
 ///

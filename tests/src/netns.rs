@@ -6,7 +6,7 @@
 
 use std::fs::{self, File};
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -108,6 +108,43 @@ impl Netns {
         })
     }
 
+    /// Adds `cidr` (e.g. `192.168.69.101/24`) to the kernel side of the
+    /// TAP device, a second source address for clients.
+    pub fn add_address(&self, cidr: &str) {
+        ip(&["-n", &self.name, "addr", "add", cidr, "dev", TAP_DEV]);
+    }
+
+    /// Sets the kernel side of the TAP device down or up.
+    pub fn set_link(&self, up: bool) {
+        ip(&[
+            "-n",
+            &self.name,
+            "link",
+            "set",
+            TAP_DEV,
+            if up { "up" } else { "down" },
+        ]);
+    }
+
+    /// Runs `f` on a short-lived thread inside the namespace.
+    pub fn inside<T: Send>(&self, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
+        let ns = File::open(self.path())?;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                setns(&ns, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+                f()
+            })
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("thread in the namespace panicked")))
+        })
+    }
+
+    /// Connects to `addr` from the source address `src`, inside the
+    /// namespace (the kernel's own connect timeout applies).
+    pub fn connect_from(&self, addr: SocketAddr, src: IpAddr) -> io::Result<TcpStream> {
+        self.inside(|| connect_from(addr, src))
+    }
+
     fn path(&self) -> PathBuf {
         PathBuf::from("/var/run/netns").join(&self.name)
     }
@@ -126,6 +163,28 @@ impl Drop for Netns {
             Err(e) => eprintln!("warning: cannot run `ip netns del {}`: {e}", self.name),
         }
     }
+}
+
+/// Connects to `addr` from the source address `src` (an address of this
+/// host, port chosen by the kernel). IPv4 only.
+pub fn connect_from(addr: SocketAddr, src: IpAddr) -> io::Result<TcpStream> {
+    use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
+    use std::os::fd::AsRawFd;
+    let (SocketAddr::V4(addr), IpAddr::V4(src)) = (addr, src) else {
+        return Err(io::Error::other("IPv4 only"));
+    };
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrIn::from(std::net::SocketAddrV4::new(src, 0)),
+    )?;
+    connect(fd.as_raw_fd(), &SockaddrIn::from(addr))?;
+    Ok(TcpStream::from(fd))
 }
 
 /// Deletes namespaces left by earlier test processes that were killed

@@ -2,6 +2,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use tempfile::TempDir;
 
 use crate::client::Client;
 use crate::netns::{self, Netns};
@@ -52,6 +54,10 @@ pub struct Opts {
     pub mode: Mode,
     /// More arguments, appended as given.
     pub args: Vec<String>,
+    /// Host: `--db PATH` (a test that restarts a server on the same file);
+    /// unset, each host server gets a fresh database in a temporary
+    /// directory of its own (or none with `--no-db` among `args`).
+    pub db: Option<PathBuf>,
 }
 
 impl Opts {
@@ -70,6 +76,12 @@ impl Opts {
     /// `--mode echo`.
     pub fn echo(mut self) -> Self {
         self.mode = Mode::Echo;
+        self
+    }
+
+    /// Host: `--db path`.
+    pub fn db(mut self, path: impl Into<PathBuf>) -> Self {
+        self.db = Some(path.into());
         self
     }
 
@@ -133,6 +145,11 @@ pub struct Server {
     /// The firmware's turn to run QEMU; dropped last, once QEMU and its
     /// namespace are gone.
     _qemu: Option<qemu::Permit>,
+    /// Host: the database file it was started with, if any.
+    db: Option<PathBuf>,
+    /// The temporary directory of a fresh database; removed after the
+    /// server is gone.
+    _db_dir: Option<TempDir>,
 }
 
 impl Server {
@@ -155,6 +172,10 @@ impl Server {
     fn start_host(opts: Opts) -> Server {
         let mut cmd = Command::new(Shell::Host.binary());
         cmd.args(["--bind", "127.0.0.1:0"]).args(opts.to_args());
+        let (db, db_dir) = host_db(&opts);
+        if let Some(path) = &db {
+            cmd.arg("--db").arg(path);
+        }
         let (child, log, listening) = spawn(cmd);
         let mut server = Server {
             shell: Shell::Host,
@@ -164,6 +185,8 @@ impl Server {
             exited: None,
             netns: None,
             _qemu: None,
+            db,
+            _db_dir: db_dir,
         };
         match listening.recv_timeout(START_TIMEOUT) {
             Ok(text) => match text.trim().parse::<SocketAddr>() {
@@ -194,6 +217,8 @@ impl Server {
             exited: None,
             netns: Some(ns),
             _qemu: None,
+            db: None,
+            _db_dir: None,
         };
         // Ready once the program holds the TAP device; the first connect
         // retries while its sockets come up. (A probe connection would take
@@ -232,6 +257,8 @@ impl Server {
             exited: None,
             netns: Some(ns),
             _qemu: Some(permit),
+            db: None,
+            _db_dir: None,
         };
         // The first connect still retries while ARP and the LAN9118 settle.
         let deadline = Instant::now() + START_TIMEOUT;
@@ -254,9 +281,112 @@ impl Server {
         server
     }
 
+    /// Starts the program of `shell` with `opts` expecting it to exit (a
+    /// command line it refuses); waits at most `limit`. Returns its exit
+    /// status (`None`: still running, then killed) and its output.
+    pub fn run_to_exit(shell: Shell, opts: Opts, limit: Duration) -> (Option<ExitStatus>, String) {
+        let (db, db_dir) = match shell {
+            Shell::Host => host_db(&opts),
+            _ => (None, None),
+        };
+        let (cmd, netns, permit) = match shell {
+            Shell::Host => {
+                let mut cmd = Command::new(Shell::Host.binary());
+                cmd.args(["--bind", "127.0.0.1:0"]).args(opts.to_args());
+                if let Some(path) = &db {
+                    cmd.arg("--db").arg(path);
+                }
+                (cmd, None, None)
+            }
+            Shell::Tap => {
+                let ns = Netns::create();
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns.name()])
+                    .arg(Shell::Tap.binary())
+                    .args(["--tap", netns::TAP_DEV])
+                    .arg("--ip")
+                    .arg(format!("{}/{}", netns::SERVER_IP, netns::SERVER_PREFIX))
+                    .args(opts.to_args());
+                (cmd, Some(ns), None)
+            }
+            Shell::Firmware => {
+                let permit = qemu::Permit::acquire();
+                let ns = Netns::create();
+                let qemu = qemu::command(
+                    Shell::Firmware.binary(),
+                    netns::TAP_DEV,
+                    &opts.to_firmware_args(),
+                );
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns.name()])
+                    .args(qemu::argv(&qemu));
+                (cmd, Some(ns), Some(permit))
+            }
+        };
+        let (child, log, _listening) = spawn(cmd);
+        let mut server = Server {
+            shell,
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log,
+            exited: None,
+            netns,
+            _qemu: permit,
+            db,
+            _db_dir: db_dir,
+        };
+        let status = server.wait_exit(limit);
+        // Let the log readers see the end of the output.
+        std::thread::sleep(Duration::from_millis(100));
+        (status, server.log())
+    }
+
+    /// Connects a new client from a second source address of the shell's
+    /// network (127.0.0.2 on loopback,
+    /// 192.168.69.101 inside the namespace, added on first use).
+    #[track_caller]
+    pub fn connect_from_second_source(&self) -> Client {
+        let result = match &self.netns {
+            None => netns::connect_from(self.addr, [127, 0, 0, 2].into()),
+            Some(ns) => {
+                static ADDED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+                let mut added = ADDED.lock().unwrap_or_else(|e| e.into_inner());
+                if !added.iter().any(|n| n == ns.name()) {
+                    ns.add_address("192.168.69.101/24");
+                    added.push(ns.name().to_owned());
+                }
+                drop(added);
+                ns.connect_from(self.addr, [192, 168, 69, 101].into())
+            }
+        };
+        match result {
+            Ok(stream) => Client::new(stream),
+            Err(e) => panic!("cannot connect from the second source: {e}"),
+        }
+    }
+
+    /// The network namespace the server runs in (TAP, firmware).
+    pub fn netns(&self) -> Option<&Netns> {
+        self.netns.as_ref()
+    }
+
     /// The shell this server belongs to.
     pub fn shell(&self) -> Shell {
         self.shell
+    }
+
+    /// The host server's database file (`None`: no history).
+    pub fn db(&self) -> Option<&Path> {
+        self.db.as_deref()
+    }
+
+    /// Kills the server with SIGKILL (no chance to clean up) and waits for
+    /// it to be gone.
+    pub fn kill9(&mut self) {
+        self.signal(Signal::SIGKILL);
+        if self.wait_exit(Duration::from_secs(5)).is_none() {
+            self.fail("survived SIGKILL for 5 s");
+        }
     }
 
     /// The address clients connect to.
@@ -351,6 +481,25 @@ impl Drop for Server {
             );
         }
         // Then `netns` drops: the namespace goes once nothing runs in it.
+    }
+}
+
+/// The database a host server started with `opts` gets: the test's own
+/// file, none (`--no-db` among the arguments, or echo mode), or a fresh one
+/// in a temporary directory (tests never write a database into the source
+/// tree), returned with that directory.
+fn host_db(opts: &Opts) -> (Option<PathBuf>, Option<TempDir>) {
+    let no_db = opts.args.iter().any(|a| a == "--no-db") || opts.mode == Mode::Echo;
+    match (&opts.db, no_db) {
+        (_, true) => (None, None),
+        (Some(path), false) => (Some(path.clone()), None),
+        (None, false) => {
+            let dir = tempfile::Builder::new()
+                .prefix("envhub-e2e-db-")
+                .tempdir()
+                .expect("create a temporary directory for the database");
+            (Some(dir.path().join("envhub.db")), Some(dir))
+        }
     }
 }
 

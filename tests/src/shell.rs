@@ -205,6 +205,16 @@ fn note(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
+/// A test (or part of one) that cannot run here: prints `SKIPPED test:
+/// why` and returns, or fails under `ENVHUB_REQUIRE_ALL=1`.
+#[track_caller]
+pub fn skip(test: &str, why: &str) {
+    if require_all() {
+        panic!("{test} cannot run ({why}) and ENVHUB_REQUIRE_ALL=1");
+    }
+    note(&format!("SKIPPED {test}: {why}"));
+}
+
 /// Runs one test `body` against the shell called `shell`, or skips it.
 ///
 /// Called by [`crate::e2e_tests!`]; `test` is the full test name for messages.

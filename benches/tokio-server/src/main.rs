@@ -147,6 +147,7 @@ async fn serve(args: Args) -> std::io::Result<()> {
             ModeArg::Echo => Mode::Echo,
         },
         idle_timeout_ms: args.idle_timeout.saturating_mul(1000),
+        ..Config::default()
     };
     let shared = Arc::new(Shared {
         store: Mutex::new(Store::new()),

@@ -7,7 +7,8 @@
 //! the same as when the stream arrives in one segment into a big buffer.
 #![no_main]
 
-use envhub_core::{decode, Close, Config, Connection, LocalHub, Stats, Store};
+use envhub_core::testing::Driver;
+use envhub_core::{decode, Close, Config};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 
@@ -48,53 +49,29 @@ fn plan(u: &mut Unstructured<'_>) -> Result<Plan> {
 }
 
 fn drive(stream: &[u8], cuts: &[usize], outs: &[usize], shutdown: bool) -> Outcome {
-    let mut store = Store::new();
-    let mut stats = Stats::new(0);
-    let mut hub = LocalHub {
-        store: &mut store,
-        stats: &mut stats,
-    };
-    let id = hub.stats.open();
-    let mut conn = Connection::new(id, 0, Config::default());
-    let mut pending = Vec::new();
+    let mut driver = Driver::new(Config::default());
+    driver.now = NOW;
+    driver.windows = outs.to_vec();
     let mut replies = Vec::new();
-    let mut next_out = 0;
-    let mut pump = |conn: &mut Connection, pending: &mut Vec<u8>, hub: &mut LocalHub<'_>| {
-        let mut buf = [0u8; 4096];
-        loop {
-            let size = outs[next_out % outs.len()].min(buf.len());
-            next_out += 1;
-            let p = conn.handle_input(NOW, pending, &mut buf[..size], hub);
-            assert!(p.written <= size);
-            assert!(p.consumed <= pending.len());
-            replies.extend_from_slice(&buf[..p.written]);
-            pending.drain(..p.consumed);
-            if p.consumed == 0 && p.written == 0 {
-                return;
-            }
-        }
-    };
     let mut cuts: Vec<usize> = cuts.iter().map(|&c| c % (stream.len() + 1)).collect();
     cuts.sort_unstable();
     let mut from = 0;
     for cut in cuts.into_iter().chain([stream.len()]) {
-        pending.extend_from_slice(&stream[from..cut]);
+        replies.extend(driver.feed(&stream[from..cut]));
         from = cut;
-        pump(&mut conn, &mut pending, &mut hub);
     }
     if shutdown {
-        conn.handle_shutdown();
+        driver.conn.handle_shutdown();
     } else {
-        conn.handle_eof();
+        driver.conn.handle_eof();
     }
-    pump(&mut conn, &mut pending, &mut hub);
-    assert!(!conn.has_output());
-    drop(pump);
+    replies.extend(driver.pump());
+    assert!(!driver.conn.has_output());
     Outcome {
         replies,
-        close: conn.poll_close(),
-        readings: stats.readings,
-        errors: stats.errors,
+        close: driver.conn.poll_close(),
+        readings: driver.stats.readings,
+        errors: driver.stats.errors,
     }
 }
 

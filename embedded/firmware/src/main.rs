@@ -131,9 +131,7 @@ mod fw {
         let iface = net::ethernet_interface(&mut eth, settings.mac, ip, seed, now);
         let config = Config {
             port: settings.port,
-            max_clients: settings.max_clients,
-            idle_timeout_ms: settings.idle_timeout_ms,
-            mode: settings.mode,
+            core: settings.config,
         };
         let memory = SOCKET_MEMORY.take();
         let mut server = match Server::new(config, iface, memory, now) {
@@ -173,7 +171,8 @@ mod fw {
                 match error {
                     ArgError::Unknown(arg) => log!(uart, "error: unknown argument ", arg),
                     ArgError::Missing(flag) => log!(uart, "error: ", flag, " needs a value"),
-                    ArgError::Invalid(flag) => log!(uart, "error: invalid value for ", flag),
+                    ArgError::Invalid { flag, .. } => log!(uart, "error: invalid value for ", flag),
+                    ArgError::Config(e) => log!(uart, "error: invalid value for ", e.flag()),
                 }
                 log!(
                     uart,

@@ -1,5 +1,6 @@
 //! What the firmware serves, fixed at build time, and the command-line
-//! overrides read through semihosting (feature `semihosting`).
+//! overrides read through semihosting (feature `semihosting`), parsed by
+//! the parser `envhub-tap` uses too ([`envhub_core::args`]).
 //!
 //! | setting | default | flag |
 //! |---|---|---|
@@ -7,14 +8,17 @@
 //! | MAC | 02:45:48:55:42:01 (locally administered, unicast) | - |
 //! | TCP port | 8080 | `--port N` |
 //! | clients served at once | [`MAX_CLIENTS`] (8) | `--max-clients N` (1 to 8) |
-//! | idle timeout | 300 s | `--idle-timeout SECS` |
+//! | clients from one address | every slot (8) | `--max-per-source N` |
+//! | idle timeout | 300 s | `--idle-timeout SECS` (0: never) |
 //! | mode | sensor | `--mode sensor\|echo` |
 //!
 //! One more socket than clients listens, to turn a client away with `busy`
 //! when all the client slots are taken.
 
-use envhub_core::limits::DEFAULT_IDLE_TIMEOUT_MS;
-use envhub_core::Mode;
+use envhub_core::args::{self, Flag};
+use envhub_core::Config;
+
+pub use envhub_core::args::ArgError;
 
 /// Clients served at once: the firmware's client slots.
 pub const MAX_CLIENTS: usize = 8;
@@ -40,12 +44,8 @@ pub struct Settings {
     pub mac: [u8; 6],
     /// The TCP port it listens on.
     pub port: u16,
-    /// Clients served at once, 1 to [`MAX_CLIENTS`].
-    pub max_clients: usize,
-    /// Idle timeout in milliseconds.
-    pub idle_timeout_ms: u64,
-    /// Sensor or echo.
-    pub mode: Mode,
+    /// What the core decides: mode, idle timeout, admission.
+    pub config: Config,
 }
 
 impl Default for Settings {
@@ -55,31 +55,10 @@ impl Default for Settings {
             prefix: PREFIX,
             mac: MAC,
             port: PORT,
-            max_clients: MAX_CLIENTS,
-            idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
-            mode: Mode::Sensor,
+            config: Config::embedded(MAX_CLIENTS),
         }
     }
 }
-
-/// A command line the firmware cannot follow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ArgError<'a> {
-    /// An argument that is no known flag.
-    Unknown(&'a str),
-    /// A flag without its value.
-    Missing(&'static str),
-    /// A flag with a value it cannot take.
-    Invalid(&'static str),
-}
-
-const FLAGS: [&str; 5] = [
-    "--ip",
-    "--port",
-    "--max-clients",
-    "--idle-timeout",
-    "--mode",
-];
 
 impl Settings {
     /// The defaults with the flags in `args` applied. A first argument
@@ -90,81 +69,37 @@ impl Settings {
         I: IntoIterator<Item = &'a str>,
     {
         let mut settings = Settings::default();
-        let mut args = args.into_iter().peekable();
-        if args.peek().is_some_and(|a| !a.starts_with("--")) {
-            args.next();
-        }
-        while let Some(arg) = args.next() {
-            let (name, inline) = match arg.split_once('=') {
-                Some((name, value)) => (name, Some(value)),
-                None => (arg, None),
+        settings.config = args::parse(args, MAX_CLIENTS, |flag, value| {
+            let taken = match flag {
+                "--ip" => args::ipv4_cidr(value)
+                    .map(|(ip, prefix)| (settings.ip, settings.prefix) = (ip, prefix))
+                    .is_some(),
+                "--port" => args::number(value, 1, u16::MAX.into())
+                    .map(|n| settings.port = n as u16)
+                    .is_some(),
+                _ => return Flag::Unknown,
             };
-            let flag = *FLAGS
-                .iter()
-                .find(|f| **f == name)
-                .ok_or(ArgError::Unknown(arg))?;
-            let value = inline
-                .or_else(|| args.next())
-                .ok_or(ArgError::Missing(flag))?;
-            settings.apply(flag, value).ok_or(ArgError::Invalid(flag))?;
-        }
+            if taken {
+                Flag::Taken
+            } else {
+                Flag::Invalid
+            }
+        })?;
         Ok(settings)
     }
-
-    fn apply(&mut self, flag: &str, value: &str) -> Option<()> {
-        match flag {
-            "--ip" => (self.ip, self.prefix) = parse_cidr(value)?,
-            "--port" => self.port = number(value, 1, u64::from(u16::MAX))? as u16,
-            "--max-clients" => self.max_clients = number(value, 1, MAX_CLIENTS as u64)? as usize,
-            "--idle-timeout" => {
-                self.idle_timeout_ms = number(value, 1, u64::MAX / 1000)? * 1000;
-            }
-            "--mode" => {
-                self.mode = match value {
-                    "sensor" => Mode::Sensor,
-                    "echo" => Mode::Echo,
-                    _ => return None,
-                }
-            }
-            _ => return None,
-        }
-        Some(())
-    }
-}
-
-/// A decimal number of ASCII digits only (no sign), from `min` to `max`.
-/// One parser for every flag: each `str::parse` type would add its own
-/// code to the firmware.
-fn number(s: &str, min: u64, max: u64) -> Option<u64> {
-    if s.is_empty() {
-        return None;
-    }
-    let mut n: u64 = 0;
-    for b in s.bytes() {
-        let digit = b.checked_sub(b'0').filter(|d| *d < 10)?;
-        n = n.checked_mul(10)?.checked_add(u64::from(digit))?;
-    }
-    (min..=max).contains(&n).then_some(n)
-}
-
-/// Parses `a.b.c.d/prefix`.
-fn parse_cidr(s: &str) -> Option<([u8; 4], u8)> {
-    let (addr, prefix) = s.split_once('/')?;
-    let prefix = number(prefix, 1, 32)? as u8;
-    let mut ip = [0u8; 4];
-    let mut parts = addr.split('.');
-    for byte in &mut ip {
-        *byte = number(parts.next()?, 0, 255)? as u8;
-    }
-    parts.next().is_none().then_some((ip, prefix))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use envhub_core::{ConfigError, Mode};
 
     fn parse(line: &str) -> Result<Settings, ArgError<'_>> {
         Settings::from_args(line.split_whitespace())
+    }
+
+    fn invalid<'a>(flag: &'a str, value: &'a str) -> Result<Settings, ArgError<'a>> {
+        Err(ArgError::Invalid { flag, value })
     }
 
     #[test]
@@ -174,9 +109,10 @@ mod tests {
         assert_eq!(s.ip, [192, 168, 69, 1]);
         assert_eq!(s.prefix, 24);
         assert_eq!(s.port, 8080);
-        assert_eq!(s.max_clients, 8);
-        assert_eq!(s.idle_timeout_ms, 300_000);
-        assert_eq!(s.mode, Mode::Sensor);
+        assert_eq!(s.config.max_clients, 8);
+        assert_eq!(s.config.max_per_source, 8);
+        assert_eq!(s.config.idle_timeout_ms, 300_000);
+        assert_eq!(s.config.mode, Mode::Sensor);
         assert_eq!(s.mac[0] & 0b11, 0b10, "locally administered unicast");
         assert_eq!(parse("envhub-fw").unwrap(), Settings::default());
     }
@@ -184,18 +120,22 @@ mod tests {
     #[test]
     fn every_flag() {
         let s = parse(
-            "envhub-fw --port 9000 --max-clients 3 --idle-timeout 2 --mode echo --ip 10.0.0.7/8",
+            "envhub-fw --port 9000 --max-clients 3 --idle-timeout 2 --mode echo --ip 10.0.0.7/8 --max-per-source 1",
         )
         .unwrap();
         assert_eq!(s.port, 9000);
-        assert_eq!(s.max_clients, 3);
-        assert_eq!(s.idle_timeout_ms, 2000);
-        assert_eq!(s.mode, Mode::Echo);
+        assert_eq!(s.config.max_clients, 3);
+        assert_eq!(s.config.max_per_source, 1);
+        assert_eq!(s.config.idle_timeout_ms, 2000);
+        assert_eq!(s.config.mode, Mode::Echo);
         assert_eq!((s.ip, s.prefix), ([10, 0, 0, 7], 8));
-        let s = parse("--port=81 --mode=sensor").unwrap();
-        assert_eq!((s.port, s.mode), (81, Mode::Sensor));
+        let s = parse("--port=81 --mode=sensor --idle-timeout=0").unwrap();
+        assert_eq!(
+            (s.port, s.config.mode, s.config.idle_timeout_ms),
+            (81, Mode::Sensor, 0)
+        );
         let s = parse("--port 65535 --max-clients 1 --ip 0.0.0.255/32").unwrap();
-        assert_eq!((s.port, s.max_clients), (65535, 1));
+        assert_eq!((s.port, s.config.max_clients), (65535, 1));
         assert_eq!((s.ip, s.prefix), ([0, 0, 0, 255], 32));
     }
 
@@ -206,47 +146,18 @@ mod tests {
             Err(ArgError::Unknown("--bind"))
         );
         assert_eq!(parse("--port"), Err(ArgError::Missing("--port")));
-        assert_eq!(parse("--port 0"), Err(ArgError::Invalid("--port")));
-        assert_eq!(parse("--port 65536"), Err(ArgError::Invalid("--port")));
+        assert_eq!(parse("--port 0"), invalid("--port", "0"));
+        assert_eq!(parse("--port 65536"), invalid("--port", "65536"));
         assert_eq!(
             parse("--max-clients 0"),
-            Err(ArgError::Invalid("--max-clients"))
+            Err(ArgError::Config(ConfigError::NoClients))
         );
         assert_eq!(
             parse("--max-clients 9"),
-            Err(ArgError::Invalid("--max-clients"))
+            Err(ArgError::Config(ConfigError::TooManyClients { most: 8 }))
         );
-        assert_eq!(
-            parse("--idle-timeout 0"),
-            Err(ArgError::Invalid("--idle-timeout"))
-        );
-        assert_eq!(
-            parse("--idle-timeout 99999999999999999"),
-            Err(ArgError::Invalid("--idle-timeout"))
-        );
-        assert_eq!(parse("--mode fast"), Err(ArgError::Invalid("--mode")));
-        for port in ["", "+80", "-1", "8o", "99999999999999999999999"] {
-            assert_eq!(
-                Settings::from_args(["--port", port]),
-                Err(ArgError::Invalid("--port")),
-                "{port:?}"
-            );
-        }
-        for ip in [
-            "1.2.3/24",
-            "1.2.3.4",
-            "1.2.3.4/0",
-            "1.2.3.4/33",
-            "1.2.3.256/24",
-            "1.2.3.4.5/24",
-            "+1.2.3.4/24",
-        ] {
-            assert_eq!(
-                parse(&format!("--ip {ip}")),
-                Err(ArgError::Invalid("--ip")),
-                "{ip}"
-            );
-        }
+        assert_eq!(parse("--mode fast"), invalid("--mode", "fast"));
+        assert_eq!(parse("--ip 1.2.3.4/33"), invalid("--ip", "1.2.3.4/33"));
         assert_eq!(parse("envhub-fw extra"), Err(ArgError::Unknown("extra")));
     }
 }
