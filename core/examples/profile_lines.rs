@@ -36,7 +36,8 @@ fn main() {
             for i in 0..64 {
                 let line =
                     format!("{{\"location\":\"sensor_{i:02}\",\"temp\":21.{i},\"hum\":45}}\n");
-                conn.handle_input(1, line.as_bytes(), &mut out, &mut hub);
+                let p = conn.handle_input(1, line.as_bytes(), &mut out, &mut hub);
+                assert!(out[..p.written].starts_with(b"{\"ok\":true"), "setup {i}");
             }
             LATEST
         }
