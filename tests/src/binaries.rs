@@ -1,8 +1,9 @@
 //! Finding the server programs, building them first when needed.
 //!
 //! See the crate documentation for why a nested `cargo build` is used. The
-//! firmware is a crate of its own workspace (`embedded/firmware`, target
-//! `thumbv7em-none-eabihf`), built by [`build_firmware`].
+//! firmware is a board crate of the firmware's own workspace
+//! (`embedded/boards/mps2-an386`, target `thumbv7em-none-eabihf`), built by
+//! [`build_firmware`].
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -44,7 +45,7 @@ pub const TAP: Program = Program {
 /// The firmware for the Cortex-M4 board, an ELF for QEMU's `mps2-an386`
 /// (built with feature `semihosting`, so it reads its flags from QEMU).
 pub const FIRMWARE: Program = Program {
-    package: "envhub-firmware",
+    package: "envhub-mps2-an386",
     binary: "envhub-fw",
 };
 
@@ -143,15 +144,15 @@ fn build(program: Program) -> Located {
 }
 
 /// Runs `cargo build --release --features semihosting` in
-/// `embedded/firmware`, a workspace of its own whose `.cargo/config.toml`
-/// (read from the working directory) selects the target and flip-link as
-/// the linker. Its target directory is `<workspace target dir>/firmware`,
-/// so plain builds of `embedded/firmware/ci.sh` (which use the same
-/// subdirectory of *their* target directory, if any) never overwrite the
-/// semihosting ELF used here.
+/// `embedded/boards/mps2-an386`, a member of the firmware's own workspace
+/// whose `.cargo/config.toml` files (read from the working directory up)
+/// select the target, flip-link as the linker and the defmt log level. Its
+/// target directory is `<workspace target dir>/firmware`; `ci.sh` builds
+/// the semihosting ELF with the same features, so neither spoils the
+/// other's.
 fn build_firmware() -> Located {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../embedded/firmware");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../embedded/boards/mps2-an386");
     let target_dir = workspace_target_dir().join("firmware");
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&dir)
@@ -176,7 +177,7 @@ fn build_firmware() -> Located {
     if !output.status.success() {
         return Located::BuildFailed(format!(
             "building the firmware (`cargo build --release --features semihosting` in {}) \
-             failed ({}); `embedded/firmware/ci.sh build` installs the target and flip-link:\n{}",
+             failed ({}); `embedded/boards/ci.sh build` installs the target and flip-link:\n{}",
             dir.display(),
             output.status,
             String::from_utf8_lossy(&output.stderr)

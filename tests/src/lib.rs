@@ -24,17 +24,19 @@
 //!   can leave it. Clients connect from a thread that entered the namespace.
 //!   Needs root and `/dev/net/tun`; without them the test prints a
 //!   `SKIPPED` line and passes, unless `ENVHUB_REQUIRE_ALL=1`.
-//! - `firmware`: the Cortex-M4 firmware `envhub-fw` (`embedded/firmware`,
-//!   built with feature `semihosting`) in `qemu-system-arm -M mps2-an386`,
+//! - `firmware`: the Cortex-M4 firmware `envhub-fw`
+//!   (`embedded/boards/mps2-an386`, built with feature `semihosting`) in `qemu-system-arm -M mps2-an386`,
 //!   started with `ip netns exec` in a namespace like TAP's, its NIC
 //!   attached to `tap0`; its flags (`--port 8080 --max-clients N
 //!   --idle-timeout SECS --mode M`, defaults 8 and 300) go on the
-//!   semihosting command line. Ready when the UART (QEMU's stdout) says
-//!   `listening on 192.168.69.1:8080`. It has no graceful shutdown: QEMU is
+//!   semihosting command line. It logs with defmt on the UART (QEMU's
+//!   stdout); the harness decodes the frames with the ELF's table
+//!   ([`qemu::LogDecoder`]) into text lines (`INFO  client 1 connected
+//!   from ...`). Ready when the log says `listening on 192.168.69.1:8080`. It has no graceful shutdown: QEMU is
 //!   killed. At most [`qemu::AT_ONCE`] QEMUs run at once per test process.
 //!   Needs what TAP needs and `qemu-system-arm`; the firmware build needs
 //!   the `thumbv7em-none-eabihf` target and `flip-link`
-//!   (`embedded/firmware/ci.sh build` installs both).
+//!   (`embedded/boards/ci.sh build` installs both).
 //!
 //! Tests that cannot apply to every shell name their shells explicitly with
 //! `#[shells(...)]` and say why (signals, GBK). Tests that want more clients
@@ -50,7 +52,7 @@
 //! with the profile of the running test executable, and takes the binary's
 //! path from cargo's `--message-format=json` output. The firmware is built
 //! with `cargo build --release --features semihosting` in
-//! `embedded/firmware` (a workspace of its own), into
+//! `embedded/boards/mps2-an386` (the firmware's own workspace), into
 //! `<target dir>/firmware`. This was tried for real
 //! with `cargo test --workspace` on a clean target directory: cargo releases
 //! its build-directory lock before it runs the test executables, so the

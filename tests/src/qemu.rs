@@ -1,12 +1,15 @@
-//! Running the firmware in QEMU: the command line, and how many QEMUs run
-//! at once.
+//! Running the firmware in QEMU: the command line, how many QEMUs run at
+//! once, and reading its log.
 //!
 //! The firmware (`envhub-fw`, built with feature `semihosting`) runs on
 //! QEMU's `mps2-an386` board; its LAN9118 NIC is the namespace's TAP
 //! device, its UART0 is QEMU's stdout, and it reads its flags from the
-//! semihosting command line (`-semihosting-config ...,arg=FLAG,...`).
+//! semihosting command line (`-semihosting-config ...,arg=FLAG,...`). It
+//! logs with defmt: UART0 carries rzCOBS-encoded frames, which
+//! [`LogDecoder`] turns back into text lines with the ELF's string table.
 
 use std::ffi::OsStr;
+use std::io::Read;
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Condvar, Mutex, PoisonError};
@@ -77,6 +80,63 @@ pub fn semihosting_config(args: &[String]) -> String {
     config
 }
 
+/// Decodes the firmware's defmt log into text lines, one per log call:
+/// the level, padded to 5 characters, a space and the message, e.g.
+/// `INFO  listening on 192.168.69.1:8080`.
+#[derive(Debug)]
+pub struct LogDecoder {
+    table: defmt_decoder::Table,
+}
+
+impl LogDecoder {
+    /// Reads the defmt table (the log's format strings) from the ELF.
+    pub fn new(elf: &Path) -> Result<LogDecoder, String> {
+        let bytes =
+            std::fs::read(elf).map_err(|e| format!("cannot read {}: {e}", elf.display()))?;
+        match defmt_decoder::Table::parse(&bytes) {
+            Ok(Some(table)) => Ok(LogDecoder { table }),
+            Ok(None) => Err(format!("{} has no defmt table", elf.display())),
+            Err(e) => Err(format!("bad defmt table in {}: {e}", elf.display())),
+        }
+    }
+
+    /// Decodes `input` (the UART's bytes) until it ends, calling `line`
+    /// with each decoded line. Bytes that are no frame (a frame cut short
+    /// when QEMU is killed, stray output) become a `(malformed defmt
+    /// frame)` line, and decoding resumes at the next frame.
+    pub fn run(&self, mut input: impl Read, mut line: impl FnMut(String)) {
+        let mut decoder = self.table.new_stream_decoder();
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = input.read(&mut buf) {
+            decoder.received(&buf[..n]);
+            loop {
+                match decoder.decode() {
+                    Ok(frame) => {
+                        let level = frame.level().map_or("PRINT", |l| l.as_str());
+                        line(format!(
+                            "{:<5} {}",
+                            level.to_uppercase(),
+                            frame.display_message()
+                        ));
+                    }
+                    Err(defmt_decoder::DecodeError::UnexpectedEof) => break,
+                    Err(defmt_decoder::DecodeError::Malformed) => {
+                        line("(malformed defmt frame)".to_owned());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The message of a decoded log line (without its level), for matching.
+pub fn message(line: &str) -> &str {
+    match line.split_once(' ') {
+        Some(("TRACE" | "DEBUG" | "INFO" | "WARN" | "ERROR" | "PRINT", rest)) => rest.trim_start(),
+        _ => line,
+    }
+}
+
 /// The command line of `cmd`, program first, for `ip netns exec`.
 pub fn argv(cmd: &Command) -> Vec<&OsStr> {
     std::iter::once(cmd.get_program())
@@ -116,6 +176,16 @@ mod tests {
                 "enable=on,target=native,arg=envhub-fw",
             ]
         );
+    }
+
+    #[test]
+    fn message_without_its_level() {
+        assert_eq!(
+            message("INFO  listening on 192.168.69.1:8080"),
+            "listening on 192.168.69.1:8080"
+        );
+        assert_eq!(message("ERROR panic at src/x.rs:3"), "panic at src/x.rs:3");
+        assert_eq!(message("listening on x"), "listening on x");
     }
 
     #[test]

@@ -247,7 +247,7 @@ impl Server {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", ns.name()])
             .args(qemu::argv(&qemu));
-        let (child, log, listening) = spawn(cmd);
+        let (child, log, listening) = spawn_with(cmd, Some(firmware_log()));
         let addr = SocketAddrV4::new(netns::SERVER_IP, TAP_PORT);
         let mut server = Server {
             shell: Shell::Firmware,
@@ -289,14 +289,14 @@ impl Server {
             Shell::Host => host_db(&opts),
             _ => (None, None),
         };
-        let (cmd, netns, permit) = match shell {
+        let (cmd, netns, permit, decoder) = match shell {
             Shell::Host => {
                 let mut cmd = Command::new(Shell::Host.binary());
                 cmd.args(["--bind", "127.0.0.1:0"]).args(opts.to_args());
                 if let Some(path) = &db {
                     cmd.arg("--db").arg(path);
                 }
-                (cmd, None, None)
+                (cmd, None, None, None)
             }
             Shell::Tap => {
                 let ns = Netns::create();
@@ -307,7 +307,7 @@ impl Server {
                     .arg("--ip")
                     .arg(format!("{}/{}", netns::SERVER_IP, netns::SERVER_PREFIX))
                     .args(opts.to_args());
-                (cmd, Some(ns), None)
+                (cmd, Some(ns), None, None)
             }
             Shell::Firmware => {
                 let permit = qemu::Permit::acquire();
@@ -320,10 +320,10 @@ impl Server {
                 let mut cmd = Command::new("ip");
                 cmd.args(["netns", "exec", ns.name()])
                     .args(qemu::argv(&qemu));
-                (cmd, Some(ns), Some(permit))
+                (cmd, Some(ns), Some(permit), Some(firmware_log()))
             }
         };
-        let (child, log, _listening) = spawn(cmd);
+        let (child, log, _listening) = spawn_with(cmd, decoder);
         let mut server = Server {
             shell,
             child,
@@ -484,6 +484,14 @@ impl Drop for Server {
     }
 }
 
+/// The decoder of the firmware's defmt log (its ELF's table).
+fn firmware_log() -> qemu::LogDecoder {
+    match qemu::LogDecoder::new(Shell::Firmware.binary()) {
+        Ok(decoder) => decoder,
+        Err(e) => panic!("firmware log: {e}"),
+    }
+}
+
 /// The database a host server started with `opts` gets: the test's own
 /// file, none (`--no-db` among the arguments, or echo mode), or a fresh one
 /// in a temporary directory (tests never write a database into the source
@@ -505,7 +513,16 @@ fn host_db(opts: &Opts) -> (Option<PathBuf>, Option<TempDir>) {
 
 /// Spawns `cmd` with its output captured into a log; the receiver gets the
 /// address of the first `listening on ADDR` line on stdout.
-fn spawn(mut cmd: Command) -> (Child, Arc<Mutex<Vec<u8>>>, mpsc::Receiver<String>) {
+fn spawn(cmd: Command) -> (Child, Arc<Mutex<Vec<u8>>>, mpsc::Receiver<String>) {
+    spawn_with(cmd, None)
+}
+
+/// [`spawn`], with stdout decoded by `decoder` (the firmware's defmt log)
+/// when given.
+fn spawn_with(
+    mut cmd: Command,
+    decoder: Option<qemu::LogDecoder>,
+) -> (Child, Arc<Mutex<Vec<u8>>>, mpsc::Receiver<String>) {
     // Servers log to stderr; the log is shown when a test fails.
     if std::env::var_os("RUST_LOG").is_none() {
         cmd.env("RUST_LOG", "info");
@@ -519,23 +536,40 @@ fn spawn(mut cmd: Command) -> (Child, Arc<Mutex<Vec<u8>>>, mpsc::Receiver<String
     };
     let log = Arc::new(Mutex::new(Vec::new()));
     let (tx, rx) = mpsc::channel();
-    if let Some(stdout) = child.stdout.take() {
-        let log = Arc::clone(&log);
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = Vec::new();
-            // Ends when the server closes stdout (it exits or is killed).
-            while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
-                let text = String::from_utf8_lossy(&line);
-                if let Some(addr) = text.trim_end().strip_prefix("listening on ") {
-                    let _ = tx.send(addr.to_owned());
+    match (child.stdout.take(), decoder) {
+        (Some(stdout), Some(decoder)) => {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                // Ends when QEMU closes stdout (it exits or is killed).
+                decoder.run(stdout, |line| {
+                    if let Some(addr) = qemu::message(&line).strip_prefix("listening on ") {
+                        let _ = tx.send(addr.to_owned());
+                    }
+                    let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+                    log.extend_from_slice(line.as_bytes());
+                    log.push(b'\n');
+                });
+            });
+        }
+        (Some(stdout), None) => {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stdout);
+                let mut line = Vec::new();
+                // Ends when the server closes stdout (it exits or is killed).
+                while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                    let text = String::from_utf8_lossy(&line);
+                    if let Some(addr) = text.trim_end().strip_prefix("listening on ") {
+                        let _ = tx.send(addr.to_owned());
+                    }
+                    log.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend_from_slice(&line);
+                    line.clear();
                 }
-                log.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .extend_from_slice(&line);
-                line.clear();
-            }
-        });
+            });
+        }
+        (None, _) => {}
     }
     if let Some(mut stderr) = child.stderr.take() {
         let log = Arc::clone(&log);

@@ -146,7 +146,7 @@ fn tap_ok() -> Result<(), String> {
 
 /// `qemu-system-arm` on `PATH`, the `thumbv7em-none-eabihf` target and
 /// `flip-link`: what a firmware test needs besides [`tap_prerequisites`].
-/// (`embedded/firmware/ci.sh build` installs the last two.)
+/// (`embedded/boards/ci.sh build` installs the last two.)
 fn qemu_prerequisite() -> Result<(), String> {
     let qemu = Command::new("qemu-system-arm")
         .arg("--version")
