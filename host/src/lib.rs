@@ -15,6 +15,7 @@
 //! - [`codec`], [`gbk`]: UTF-8 pass-through and GBK transcoding.
 //! - [`shutdown`]: SIGINT/SIGTERM, and waking every blocked thread.
 //! - [`services`]: what the side services (history, MQTT, HTTP) share.
+//! - [`mqtt`]: the MQTT bridge to Home Assistant.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -27,6 +28,7 @@ pub mod gbk;
 pub mod history;
 pub mod hub;
 pub mod listener;
+pub mod mqtt;
 pub mod services;
 pub mod shutdown;
 pub mod worker;
@@ -123,6 +125,11 @@ impl Server {
         Arc::clone(&self.shared.shutdown)
     }
 
+    /// What the side services share: the feed of kept readings, status.
+    pub fn services(&self) -> Arc<services::Services> {
+        Arc::clone(self.shared.hub.services())
+    }
+
     /// The state shared by the connections.
     pub fn shared(&self) -> Arc<Shared> {
         Arc::clone(&self.shared)
@@ -164,6 +171,13 @@ pub fn run(cli: Cli) -> ExitCode {
         eprintln!("envhub: {e}");
         return ExitCode::from(2);
     }
+    let mqtt = match mqtt::Settings::from_cli(&cli) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("envhub: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let server = match Server::bind(&cli) {
         Ok(server) => server,
         Err(e) => {
@@ -182,12 +196,29 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Listening on the feed before the first sensor can be accepted.
+    // With history on, the bridge forwards the `readings` table; with
+    // `--no-db` (or in echo mode), the feed through its bounded queue.
+    let db = cli.history().map(|history| history.path);
+    let bridge = match mqtt {
+        Some(settings) => match mqtt::Bridge::start(settings, server.services(), db.as_deref()) {
+            Ok(bridge) => Some(bridge),
+            Err(e) => {
+                eprintln!("envhub: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     info!("listening on {addr}");
     // For tests and scripts: exactly this one line on stdout.
     let mut stdout = io::stdout().lock();
     let _ = writeln!(stdout, "listening on {addr}").and_then(|()| stdout.flush());
     drop(stdout);
     server.run();
+    if let Some(bridge) = bridge {
+        bridge.stop();
+    }
     info!("bye");
     ExitCode::SUCCESS
 }
