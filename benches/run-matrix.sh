@@ -10,6 +10,9 @@
 #   REPEAT=3          runs per point; the table shows the run of median req/s
 #   POINTS="1x1 16x1 16x16 256x4"   connections x pipeline depth
 #   HOLD=2000         idle connections held for the memory figure
+#   BIG_HOLD=100000   idle connections envhub alone holds at once, from
+#                     127.0.0.2 on (capped by the hard descriptor limit:
+#                     the server needs one descriptor per connection)
 #   SERVERS="envhub envhub-db tokio tokio-ct" which servers (envhub: --no-db;
 #                     envhub-db: history on, a fresh --db in the log directory;
 #                     tokio: multi-thread runtime with 1 worker; tokio-ct:
@@ -33,6 +36,7 @@ WARMUP=${WARMUP:-1}
 REPEAT=${REPEAT:-3}
 POINTS=${POINTS:-"1x1 16x1 16x16 256x4"}
 HOLD=${HOLD:-2000}
+BIG_HOLD=${BIG_HOLD:-100000}
 SERVERS=${SERVERS:-"envhub envhub-db tokio tokio-ct"}
 PORT=${PORT:-18080}
 SERVER_CPU=${SERVER_CPU:-0}
@@ -45,10 +49,17 @@ echo "building (release) ..." >&2
     --bin envhub --bin envhub-load) >&2
 cargo build --release --quiet --manifest-path "$ROOT/benches/tokio-server/Cargo.toml" >&2
 
-# Enough descriptors for HOLD connections on both ends, plus slack.
-need=$((HOLD * 2 + 256))
+# Enough descriptors for BIG_HOLD connections (each end is a process of
+# its own), plus slack; as many as the hard limit allows.
+need=$((BIG_HOLD + 256))
+hard=$(ulimit -Hn)
+if [ "$hard" != unlimited ] && [ "$hard" -lt "$need" ]; then
+    ulimit -Hn "$need" 2>/dev/null || true
+fi
+ulimit -n "$need" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$need" ]; then
-    ulimit -n "$need" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+    BIG_HOLD=$(( $(ulimit -n) - 64 ))
+    echo "the descriptor limit is $(ulimit -n): holding $BIG_HOLD connections, not more" >&2
 fi
 
 # ---- server control -----------------------------------------------------
@@ -70,7 +81,8 @@ start_server() {
     ADDR=127.0.0.1:$PORT
     out=$LOG/$name-$PORT.out
     case $name in
-    envhub) taskset -c "$SERVER_CPU" "$BIN/envhub" --bind "$ADDR" --max-clients 8192 --no-db \
+    envhub) taskset -c "$SERVER_CPU" "$BIN/envhub" --bind "$ADDR" --max-clients 200000 \
+                --max-per-source 200000 --no-db \
                 >"$out" 2>"$LOG/$name-$PORT.err" & ;;
     # History on: one database for all points of the run (a fresh one per
     # run of the script), so the table grows as it would in use.
@@ -133,6 +145,29 @@ for server in $SERVERS; do
     stop_server
 done
 
+# envhub alone: BIG_HOLD idle connections at once.
+BIG_RSS=-; BIG_BASE=-
+if [[ " $SERVERS " == *" envhub "* ]]; then
+    start_server envhub
+    sleep 0.3
+    BIG_BASE=$(rss_kib)
+    echo "  envhub: holding $BIG_HOLD idle connections ..." >&2
+    holdout=$LOG/bighold.out
+    taskset -c "$LOAD_CPU" "$BIN/envhub-load" --addr "$ADDR" --hold "$BIG_HOLD" --sources 8 \
+        --duration 60 >"$holdout" 2>"$LOG/bighold.err" &
+    LOAD_PID=$!
+    for _ in $(seq 1800); do
+        if grep -q "^held" "$holdout"; then sleep 0.5; BIG_RSS=$(rss_kib); break; fi
+        kill -0 "$LOAD_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    [ "$BIG_RSS" = - ] && echo "  envhub: big hold failed: $(cat "$LOG/bighold.err")" >&2
+    kill "$LOAD_PID" 2>/dev/null || true
+    wait "$LOAD_PID" 2>/dev/null || true
+    LOAD_PID=
+    stop_server
+fi
+
 # ---- history: rows and bytes per reading ---------------------------------
 # After a clean stop the WAL is checkpointed into the database file; a
 # restart logs how many rows it holds.
@@ -155,6 +190,10 @@ echo "|---|---:|---:|---:|---:|"
 for server in $SERVERS; do
     echo "| $server | ${BASE[$server]} | ${HELD[$server]} | ${THR[$server]} | ${PER[$server]} |"
 done
+echo
+echo "### envhub holding $BIG_HOLD idle connections at once"
+echo
+echo "RSS before: ${BIG_BASE} KiB; with them: ${BIG_RSS} KiB"
 if [ "$DB_ROWS" != - ]; then
     echo
     echo "### History (envhub-db)"

@@ -418,7 +418,13 @@ impl<const WAIT: usize> Connection<WAIT> {
                 }
             }
             let rest = &input[at..];
-            let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
+            // `memchr` looks at a word (or a vector) at a time; on a
+            // bare-metal target (the firmware) a plain loop, for flash.
+            #[cfg(not(target_os = "none"))]
+            let lf = memchr::memchr(b'\n', rest);
+            #[cfg(target_os = "none")]
+            let lf = rest.iter().position(|&b| b == b'\n');
+            let Some(lf) = lf else {
                 // No LF yet: keep the start of the line.
                 if !self.discarding {
                     self.buffer_partial(rest, sink, hub);

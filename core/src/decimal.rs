@@ -54,8 +54,101 @@ impl Decimal {
     /// Reads a JSON number (RFC 8259 grammar: `-? int frac? exp?`).
     /// `None` if `text` is not exactly one such number.
     pub fn parse(text: &[u8]) -> Option<Decimal> {
-        let (negative, mantissa_end, int_len, exp) = scan(text)?;
+        match Decimal::scan_prefix(text) {
+            Some((d, len)) if len == text.len() => Some(d),
+            _ => None,
+        }
+    }
+
+    /// Reads the JSON number at the start of `text` and says where it ends:
+    /// grammar and value in one pass over the bytes. `None` if `text` does
+    /// not start with a number. Without an exponent (nearly every reading)
+    /// each digit's weight is known as it is read; with one, the mantissa's
+    /// digits are weighed again once the exponent is known.
+    #[inline]
+    pub(crate) fn scan_prefix(text: &[u8]) -> Option<(Decimal, usize)> {
+        let negative = text.first() == Some(&b'-');
         let start = usize::from(negative);
+        let mut p = start;
+        let mut d = Decimal {
+            negative,
+            huge: false,
+            trunc: 0,
+            round_digit: 0,
+            sticky: false,
+        };
+        match text.get(p) {
+            Some(b'0') => p += 1,
+            Some(b'1'..=b'9') => {
+                // The whole part, exact while below 10^4; a fifth digit
+                // (never a leading zero) makes the number huge.
+                let mut whole: u32 = 0;
+                while let Some(&b @ b'0'..=b'9') = text.get(p) {
+                    if p - start < 4 {
+                        whole = whole * 10 + u32::from(b - b'0');
+                    } else {
+                        d.huge = true;
+                    }
+                    p += 1;
+                }
+                d.trunc = whole * 10;
+            }
+            _ => return None,
+        }
+        let int_len = p - start;
+        if text.get(p) == Some(&b'.') {
+            p += 1;
+            let frac_start = p;
+            while let Some(&b @ b'0'..=b'9') = text.get(p) {
+                let digit = b - b'0';
+                match p - frac_start {
+                    0 => d.trunc += u32::from(digit),
+                    1 => d.round_digit = digit,
+                    _ => d.sticky |= digit != 0,
+                }
+                p += 1;
+            }
+            if p == frac_start {
+                return None;
+            }
+        }
+        let mantissa_end = p;
+        if !matches!(text.get(p), Some(b'e' | b'E')) {
+            return Some((d, p));
+        }
+        p += 1;
+        let exp_negative = match text.get(p) {
+            Some(b'-') => {
+                p += 1;
+                true
+            }
+            Some(b'+') => {
+                p += 1;
+                false
+            }
+            _ => false,
+        };
+        let exp_start = p;
+        let mut exp: i64 = 0;
+        while let Some(&b @ b'0'..=b'9') = text.get(p) {
+            exp = (exp * 10 + i64::from(b - b'0')).min(EXP_CLAMP);
+            p += 1;
+        }
+        if p == exp_start {
+            return None;
+        }
+        if exp_negative {
+            exp = -exp;
+        }
+        let mantissa = text.get(start..mantissa_end)?;
+        Some((Decimal::weighed(negative, mantissa, int_len, exp), p))
+    }
+
+    /// The value of a checked mantissa (digits and at most one point) with
+    /// `int_len` digits before the point, times 10^`exp`: each digit is
+    /// weighed in tenths. Out of line: exponents are rare.
+    #[inline(never)]
+    fn weighed(negative: bool, mantissa: &[u8], int_len: usize, exp: i64) -> Decimal {
         let mut d = Decimal {
             negative,
             huge: false,
@@ -64,7 +157,7 @@ impl Decimal {
             sticky: false,
         };
         let mut i: i64 = 0;
-        for &b in &text[start..mantissa_end] {
+        for &b in mantissa {
             if b == b'.' {
                 continue;
             }
@@ -85,7 +178,7 @@ impl Decimal {
                 d.sticky = true;
             }
         }
-        Some(d)
+        d
     }
 
     /// True if the number as written is zero (`0`, `-0.0`, `0e5`).
@@ -137,88 +230,24 @@ impl Decimal {
     }
 }
 
-/// True if `text` is exactly one JSON number (RFC 8259 grammar).
-pub(crate) fn is_number(text: &[u8]) -> bool {
-    scan(text).is_some()
-}
-
-/// Checks the grammar; returns (negative, end of mantissa, digits before the
-/// point, exponent clamped to ±EXP_CLAMP).
-fn scan(text: &[u8]) -> Option<(bool, usize, usize, i64)> {
-    let mut p = 0;
-    let negative = text.first() == Some(&b'-');
-    if negative {
-        p += 1;
-    }
-    let int_start = p;
-    match text.get(p) {
-        Some(b'0') => p += 1,
-        Some(b'1'..=b'9') => {
-            while matches!(text.get(p), Some(b'0'..=b'9')) {
-                p += 1;
-            }
-        }
-        _ => return None,
-    }
-    let int_len = p - int_start;
-    if text.get(p) == Some(&b'.') {
-        p += 1;
-        let frac_start = p;
-        while matches!(text.get(p), Some(b'0'..=b'9')) {
-            p += 1;
-        }
-        if p == frac_start {
-            return None;
-        }
-    }
-    let mantissa_end = p;
-    let mut exp: i64 = 0;
-    if matches!(text.get(p), Some(b'e' | b'E')) {
-        p += 1;
-        let exp_negative = match text.get(p) {
-            Some(b'-') => {
-                p += 1;
-                true
-            }
-            Some(b'+') => {
-                p += 1;
-                false
-            }
-            _ => false,
-        };
-        let exp_start = p;
-        while let Some(&b @ b'0'..=b'9') = text.get(p) {
-            exp = (exp * 10 + i64::from(b - b'0')).min(EXP_CLAMP);
-            p += 1;
-        }
-        if p == exp_start {
-            return None;
-        }
-        if exp_negative {
-            exp = -exp;
-        }
-    }
-    (p == text.len()).then_some((negative, mantissa_end, int_len, exp))
-}
-
 /// Reads an integer literal (no fraction, no exponent) from 0 to 4294967295.
 /// `-0` is the integer zero. `None` for anything else, including a valid
 /// JSON number of another form.
 pub fn parse_u32_literal(text: &[u8]) -> Option<u32> {
-    let digits = text.strip_prefix(b"-").unwrap_or(text);
-    let negative = digits.len() != text.len();
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    if digits.len() > 1 && digits[0] == b'0' {
+    let (negative, digits) = match text {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, text),
+    };
+    // No digits, a leading zero, or more digits than `u32::MAX` has.
+    if digits.is_empty() || (digits.len() > 1 && digits[0] == b'0') || digits.len() > 10 {
         return None;
     }
     let mut v: u64 = 0;
     for &b in digits {
-        v = v * 10 + u64::from(b - b'0');
-        if v > u64::from(u32::MAX) {
+        if !b.is_ascii_digit() {
             return None;
         }
+        v = v * 10 + u64::from(b - b'0');
     }
     if negative && v != 0 {
         return None;

@@ -12,8 +12,9 @@
 //! This scanner walks the line once, checks the whole RFC 8259 grammar, and
 //! hands the decoder each member of the top-level object: its key (escapes
 //! still encoded, compared decoded through [`JsonStr`]), and the value's kind
-//! and raw text, so a number reaches [`Decimal::parse`] exactly as written and
-//! a later duplicate key simply overwrites an earlier one.
+//! and raw text, and for a number its exact value, read by
+//! [`Decimal::scan_prefix`] in the same pass that checks its grammar. A later
+//! duplicate key simply overwrites an earlier one.
 //!
 //! Values the decoder ignores are checked too, at any depth that fits in a
 //! line: open containers are tracked in a fixed 512-bit stack (one bit per
@@ -21,7 +22,7 @@
 //! Strings are checked everywhere the same way: no raw control characters,
 //! only the escapes of RFC 8259, and no lone surrogate escapes (`"\ud800"`).
 
-use crate::decimal::is_number;
+use crate::decimal::Decimal;
 
 /// The line is not exactly one well-formed JSON object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,8 +57,15 @@ pub(crate) enum Kind {
 pub(crate) struct Value<'a> {
     /// What the value is.
     pub(crate) kind: Kind,
-    /// The value's text in the line.
-    pub(crate) raw: &'a str,
+    /// The value's text in the line (its bytes: a value starts and ends
+    /// with an ASCII byte, so it is UTF-8 like the line).
+    pub(crate) raw: &'a [u8],
+    /// For a number, its value; `None` for any other kind.
+    number: Option<Decimal>,
+    /// For a string, true if it holds no escape sequence.
+    plain: bool,
+    /// For a string, its text between the quotes (empty for other kinds).
+    text: &'a str,
 }
 
 impl<'a> Value<'a> {
@@ -66,13 +74,26 @@ impl<'a> Value<'a> {
         if self.kind != Kind::String {
             return None;
         }
-        let escaped = self.raw.strip_prefix('"')?.strip_suffix('"')?;
-        Some(JsonStr { escaped })
+        let escaped = self.raw.get(1..self.raw.len().checked_sub(1)?)?;
+        Some(JsonStr {
+            escaped,
+            plain: self.plain,
+        })
     }
 
     /// The number's text, if the value is a number.
-    pub(crate) fn as_number(&self) -> Option<&'a str> {
+    pub(crate) fn as_number(&self) -> Option<&'a [u8]> {
         (self.kind == Kind::Number).then_some(self.raw)
+    }
+
+    /// The string's value when it is a string with no escape.
+    pub(crate) fn as_plain_str(&self) -> Option<&'a str> {
+        (self.kind == Kind::String && self.plain).then_some(self.text)
+    }
+
+    /// The number's exact value, if the value is a number.
+    pub(crate) fn as_decimal(&self) -> Option<Decimal> {
+        self.number
     }
 }
 
@@ -80,32 +101,36 @@ impl<'a> Value<'a> {
 /// encoded. Only the scanner makes one, after checking it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct JsonStr<'a> {
-    escaped: &'a str,
+    /// The text between the quotes (UTF-8: the quotes are ASCII bytes).
+    escaped: &'a [u8],
+    /// No escape sequence in it (found by the scanner in passing).
+    plain: bool,
 }
 
 impl<'a> JsonStr<'a> {
     /// The characters of the string, escapes decoded.
     pub(crate) fn chars(&self) -> Unescaped<'a> {
         Unescaped {
-            text: self.escaped,
+            // Always UTF-8 (see `escaped`); were it not, no characters.
+            text: core::str::from_utf8(self.escaped).unwrap_or_default(),
             at: 0,
         }
     }
 
     /// True if the string has no escape: its text is its value.
     fn is_plain(&self) -> bool {
-        !self.escaped.as_bytes().contains(&b'\\')
+        self.plain
     }
 
-    /// The string's value when it has no escape.
-    pub(crate) fn plain(&self) -> Option<&'a str> {
+    /// The string's value when it has no escape, as bytes.
+    pub(crate) fn plain(&self) -> Option<&'a [u8]> {
         self.is_plain().then_some(self.escaped)
     }
 
     /// True if the decoded string is `text`.
     pub(crate) fn is(&self, text: &str) -> bool {
         if self.is_plain() {
-            return self.escaped == text;
+            return self.escaped == text.as_bytes();
         }
         self.chars().eq(text.chars())
     }
@@ -117,7 +142,8 @@ impl<'a> JsonStr<'a> {
         out: &mut heapless::String<N>,
     ) -> Result<(), Overflow> {
         if self.is_plain() {
-            return out.push_str(self.escaped).map_err(|_| Overflow);
+            let text = core::str::from_utf8(self.escaped).map_err(|_| Overflow)?;
+            return out.push_str(text).map_err(|_| Overflow);
         }
         self.chars()
             .try_for_each(|c| out.push(c))
@@ -285,19 +311,58 @@ fn skip_ws(bytes: &[u8], mut at: usize) -> usize {
 }
 
 /// The end (just past the closing quote) of the string whose text starts at
-/// `at`, just after its opening quote. The line is valid UTF-8 already, so
-/// raw characters are skipped byte by byte (a multi-byte character has no
-/// byte below 0x80); only escapes are decoded, to check them.
-fn string_end(text: &str, mut at: usize) -> Result<usize, Invalid> {
-    let bytes = text.as_bytes();
+/// `at`, just after its opening quote, and whether it is plain (holds no
+/// escape). The line is valid UTF-8 already, so raw characters are skipped
+/// (a multi-byte character has no byte below 0x80); only escapes are
+/// decoded, to check them. Eight bytes are looked at in one step while eight
+/// are left: most strings of a request are a word or two long.
+fn string_end(bytes: &[u8], mut at: usize) -> Result<(usize, bool), Invalid> {
+    let mut plain = true;
     loop {
+        at += plain_run(bytes, at);
         match bytes.get(at) {
-            Some(b'"') => return Ok(at + 1),
-            Some(b'\\') => at = escape(bytes, at + 1)?.1,
+            Some(b'"') => return Ok((at + 1, plain)),
+            Some(b'\\') => {
+                plain = false;
+                at = escape(bytes, at + 1)?.1;
+            }
             Some(&b) if b >= 0x20 => at += 1,
             _ => return Err(Invalid),
         }
     }
+}
+
+/// How many bytes from `at` on are plain string bytes (not `"`, not `\`,
+/// not below 0x20), looking eight at a time ("SWAR": the bit tricks of
+/// Hacker's Delight 6-1, one word for all three tests). It may stop early,
+/// before the last few bytes of the line; the caller goes on byte by byte.
+/// On a bare-metal target (the firmware, built for size) it looks at none.
+fn plain_run(bytes: &[u8], from: usize) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    /// High bit set in each byte of the result that is zero in `x`; exact
+    /// for the lowest such byte (a borrow only runs upward from it).
+    fn zero_bytes(x: u64) -> u64 {
+        x.wrapping_sub(ONES) & !x & HIGH
+    }
+    let mut at = from;
+    if cfg!(target_os = "none") {
+        // The firmware (bare metal, built for size) goes byte by byte.
+        return 0;
+    }
+    while let Some(word) = bytes.get(at..at + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let x = u64::from_le_bytes(w);
+        let stop = zero_bytes(x ^ (ONES * u64::from(b'"')))
+            | zero_bytes(x ^ (ONES * u64::from(b'\\')))
+            | (x.wrapping_sub(ONES * 0x20) & !x & HIGH);
+        if stop != 0 {
+            return at - from + (stop.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    at - from
 }
 
 /// Scans `line`, which must be exactly one JSON object with optional
@@ -315,7 +380,7 @@ pub(crate) fn scan_object<'a>(
     mut member: impl FnMut(JsonStr<'a>, Value<'a>),
 ) -> Result<(), Invalid> {
     let bytes = line.as_bytes();
-    let slice = |from: usize, to: usize| line.get(from..to).ok_or(Invalid);
+    let slice = |from: usize, to: usize| bytes.get(from..to).ok_or(Invalid);
     let mut at = skip_ws(bytes, 0);
     if bytes.get(at) != Some(&b'{') {
         return Err(Invalid);
@@ -328,21 +393,41 @@ pub(crate) fn scan_object<'a>(
             if bytes.get(at) != Some(&b'"') {
                 return Err(Invalid);
             }
-            let key_end = string_end(line, at + 1)?;
+            let (key_end, plain) = string_end(bytes, at + 1)?;
             let key = JsonStr {
                 escaped: slice(at + 1, key_end - 1)?,
+                plain,
             };
             at = skip_ws(bytes, key_end);
             if bytes.get(at) != Some(&b':') {
                 return Err(Invalid);
             }
             at = skip_ws(bytes, at + 1);
-            let (kind, value_end) = value_end(line, at)?;
+            // Strings and numbers, nearly every value, are read here; the
+            // rest through `value_end`.
+            let (kind, value_end, number, plain, text) = match bytes.get(at) {
+                Some(b'"') => {
+                    let (end, plain) = string_end(bytes, at + 1)?;
+                    let text = line.get(at + 1..end - 1).ok_or(Invalid)?;
+                    (Kind::String, end, None, plain, text)
+                }
+                Some(b'-' | b'0'..=b'9') => {
+                    let (end, number) = number_end(bytes, at)?;
+                    (Kind::Number, end, Some(number), false, "")
+                }
+                _ => {
+                    let (kind, end) = value_end(line, at)?;
+                    (kind, end, None, false, "")
+                }
+            };
             member(
                 key,
                 Value {
                     kind,
                     raw: slice(at, value_end)?,
+                    number,
+                    plain,
+                    text,
                 },
             );
             at = skip_ws(bytes, value_end);
@@ -368,8 +453,8 @@ pub(crate) fn scan_object<'a>(
 fn value_end(line: &str, at: usize) -> Result<(Kind, usize), Invalid> {
     let bytes = line.as_bytes();
     match *bytes.get(at).ok_or(Invalid)? {
-        b'"' => Ok((Kind::String, string_end(line, at + 1)?)),
-        b'-' | b'0'..=b'9' => Ok((Kind::Number, number_end(bytes, at)?)),
+        b'"' => Ok((Kind::String, string_end(bytes, at + 1)?.0)),
+        b'-' | b'0'..=b'9' => Ok((Kind::Number, number_end(bytes, at)?.0)),
         b't' => Ok((Kind::True, literal(bytes, at, b"true")?)),
         b'f' => Ok((Kind::False, literal(bytes, at, b"false")?)),
         b'n' => Ok((Kind::Null, literal(bytes, at, b"null")?)),
@@ -404,7 +489,7 @@ fn container_end(line: &str, mut at: usize) -> Result<usize, Invalid> {
                 expect = Expect::CommaOrEnd;
             }
             (Expect::KeyOrEnd | Expect::Key, b'"') => {
-                at = string_end(line, at + 1)?;
+                at = string_end(bytes, at + 1)?.0;
                 expect = Expect::Colon;
             }
             (Expect::Colon, b':') => {
@@ -446,19 +531,15 @@ fn literal(bytes: &[u8], at: usize, word: &[u8]) -> Result<usize, Invalid> {
     }
 }
 
-/// The end of the number starting at `at`. The run of bytes that may occur
-/// in a number is taken whole (no byte of it may follow a number in valid
-/// JSON) and must be exactly one number of the grammar.
-fn number_end(bytes: &[u8], at: usize) -> Result<usize, Invalid> {
+/// The end and the value of the number starting at `at`. The grammar is
+/// deterministic, so the number read is the longest one there; no byte that
+/// may occur in a number may follow it in valid JSON (`01`, `1.5.2`, `1-2`).
+fn number_end(bytes: &[u8], at: usize) -> Result<(usize, Decimal), Invalid> {
     let rest = bytes.get(at..).ok_or(Invalid)?;
-    let len = rest
-        .iter()
-        .take_while(|b| matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
-        .count();
-    if is_number(&rest[..len]) {
-        Ok(at + len)
-    } else {
-        Err(Invalid)
+    let (number, len) = Decimal::scan_prefix(rest).ok_or(Invalid)?;
+    match rest.get(len) {
+        Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') => Err(Invalid),
+        _ => Ok((at + len, number)),
     }
 }
 
@@ -472,7 +553,10 @@ mod tests {
     /// The members as (decoded key, kind, raw value).
     fn members(line: &str) -> Result<Vec<(String, Kind, &str)>, Invalid> {
         let mut out = Vec::new();
-        scan_object(line, |k, v| out.push((k.chars().collect(), v.kind, v.raw)))?;
+        scan_object(line, |k, v| {
+            let raw = std::str::from_utf8(v.raw).unwrap();
+            out.push((k.chars().collect(), v.kind, raw))
+        })?;
         Ok(out)
     }
 
@@ -638,6 +722,30 @@ mod tests {
         // Deeper than the stack: an error, not a panic.
         let line = "[".repeat(2000);
         assert!(!ok(&std::format!("{{\"a\":{line}")));
+    }
+
+    #[test]
+    fn plain_runs_stop_at_the_first_quote_backslash_or_control() {
+        let stops = [b'"', b'\\', 0x00, 0x1f, b'\n'];
+        let fill = [b'a', 0x20, 0x7f, 0x80, 0xff, b'!', b'#', b'[', b']'];
+        for len in 0..20 {
+            for stop_at in 0..=len {
+                for (i, &stop) in stops.iter().enumerate() {
+                    let mut text: Vec<u8> = (0..len).map(|k| fill[(k + i) % fill.len()]).collect();
+                    if stop_at < len {
+                        text[stop_at] = stop;
+                    }
+                    let run = plain_run(&text, 0);
+                    let expected = text
+                        .iter()
+                        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+                        .unwrap_or(len);
+                    // It may stop early only in the last 7 bytes, never late.
+                    assert!(run <= expected, "{text:?}");
+                    assert!(run == expected || len - run < 8, "{text:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -42,7 +42,8 @@ pub(crate) enum Reply {
 pub(crate) struct Walk {
     at: u64,
     phase: Phase,
-    /// The last location written whole.
+    /// Where the walk resumes: the entry finished last after a stop (the
+    /// walk only stops on an entry cut off, kept in `partial`).
     cursor: Option<Location>,
     /// An entry whose chunk was cut off, kept so it resumes unchanged.
     partial: Option<Entry>,
@@ -136,18 +137,14 @@ impl Walk {
                 self.partial = None;
                 self.first = false;
             }
-            let (at, cursor, partial, first) = (
-                self.at,
-                &mut self.cursor,
-                &mut self.partial,
-                &mut self.first,
-            );
-            let after = cursor.clone();
-            hub.visit_after(after.as_ref(), &mut |entry| match sink
+            let (at, partial, first) = (self.at, &mut self.partial, &mut self.first);
+            // The cursor only moves when the walk stops: an entry cut off
+            // is kept whole in `partial`, and the cursor becomes its
+            // location once it is finished.
+            hub.visit_after(self.cursor.as_ref(), &mut |entry| match sink
                 .chunk(0, |s| item(s, entry, at, *first))
             {
                 Ok(()) => {
-                    *cursor = Some(entry.location.clone());
                     *first = false;
                     true
                 }

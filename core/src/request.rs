@@ -5,7 +5,7 @@
 //! the last value of each key the protocol knows. Only then are the rules of
 //! `shared/PROTOCOL.md` applied, in its order.
 
-use crate::decimal::{parse_u32_literal, Decimal, Tenths};
+use crate::decimal::{parse_u32_literal, Tenths};
 use crate::error::{ErrorCode, Field};
 use crate::json::{self, JsonStr, Value};
 use crate::limits::MAX_LOCATION;
@@ -50,7 +50,7 @@ pub fn decode(line: &[u8]) -> Result<Request, ErrorCode> {
 }
 
 /// The protocol's key that `key` names, if any. Keys are nearly always
-/// written without escapes: those are matched as bytes, in one step.
+/// written without escapes: those are matched as bytes.
 fn key_field(key: JsonStr<'_>) -> Option<Field> {
     const FIELDS: [Field; 5] = [
         Field::Cmd,
@@ -59,12 +59,13 @@ fn key_field(key: JsonStr<'_>) -> Option<Field> {
         Field::Hum,
         Field::Seq,
     ];
+    // Array patterns: compared byte by byte inline, with no call.
     match key.plain() {
-        Some("cmd") => Some(Field::Cmd),
-        Some("location") => Some(Field::Location),
-        Some("temp") => Some(Field::Temp),
-        Some("hum") => Some(Field::Hum),
-        Some("seq") => Some(Field::Seq),
+        Some([b'c', b'm', b'd']) => Some(Field::Cmd),
+        Some([b'l', b'o', b'c', b'a', b't', b'i', b'o', b'n']) => Some(Field::Location),
+        Some([b't', b'e', b'm', b'p']) => Some(Field::Temp),
+        Some([b'h', b'u', b'm']) => Some(Field::Hum),
+        Some([b's', b'e', b'q']) => Some(Field::Seq),
         Some(_) => None,
         None => FIELDS.into_iter().find(|f| key.is(f.as_str())),
     }
@@ -123,21 +124,25 @@ fn reading(keys: &Keys<'_>) -> Result<Request, ErrorCode> {
 /// A location: a string that, decoded, is a valid [`Location`].
 fn parse_location(value: Value<'_>) -> Result<Location, ErrorCode> {
     let invalid = ErrorCode::InvalidField(Field::Location);
+    if let Some(name) = value.as_plain_str() {
+        return Location::new(name).ok_or(invalid);
+    }
     let escaped = value.as_string().ok_or(invalid)?;
     let mut name = heapless::String::<MAX_LOCATION>::new();
     escaped.unescape_into(&mut name).map_err(|_| invalid)?;
     Location::new(&name).ok_or(invalid)
 }
 
-/// A number within `lo/10 ..= hi/10` as written, rounded to tenths.
+/// A number within `lo/10 ..= hi/10` as written, rounded to tenths. The
+/// scanner read its value already.
 fn parse_tenths(value: Value<'_>, lo: i32, hi: i32) -> Option<Tenths> {
-    let number = Decimal::parse(value.as_number()?.as_bytes())?;
+    let number = value.as_decimal()?;
     number.within(lo, hi).then(|| number.rounded())
 }
 
 /// A sequence number: an integer literal from 0 to 4294967295.
 fn parse_seq(value: Value<'_>) -> Option<u32> {
-    parse_u32_literal(value.as_number()?.as_bytes())
+    parse_u32_literal(value.as_number()?)
 }
 
 #[cfg(test)]

@@ -24,10 +24,14 @@ pub struct Entry {
 pub struct StoreFull;
 
 /// Up to 64 entries, kept sorted by location (bytewise), so `latest` walks
-/// them in order and a lookup is a binary search.
+/// them in order and a lookup is a binary search. The entry stored last is
+/// remembered: a sensor's connection sends one location over and over, so
+/// its next reading nearly always goes to the same entry.
 #[derive(Debug, Default)]
 pub struct Store {
     entries: heapless::Vec<Entry, MAX_LOCATIONS>,
+    /// The index of the entry stored last (a hint: checked before use).
+    last: usize,
 }
 
 impl Store {
@@ -35,6 +39,7 @@ impl Store {
     pub const fn new() -> Self {
         Store {
             entries: heapless::Vec::new(),
+            last: 0,
         }
     }
 
@@ -43,20 +48,36 @@ impl Store {
             .binary_search_by(|e| e.location.as_bytes().cmp(location))
     }
 
-    /// Keeps `reading` as the newest of its location.
+    /// Keeps `reading` as the newest of its location. A known location
+    /// only has its values overwritten; the location stored last is tried
+    /// before the binary search.
     pub fn insert(&mut self, reading: &Reading, now: u64) -> Result<(), StoreFull> {
-        let entry = Entry {
-            location: reading.location.clone(),
-            temp: reading.temp,
-            hum: reading.hum,
-            stored_at: now,
+        let name = reading.location.as_bytes();
+        let found = match self.entries.get(self.last) {
+            Some(e) if e.location.as_bytes() == name => Ok(self.last),
+            _ => self.find(name),
         };
-        match self.find(reading.location.as_bytes()) {
+        match found {
             Ok(i) => {
-                self.entries[i] = entry;
+                if let Some(e) = self.entries.get_mut(i) {
+                    e.temp = reading.temp;
+                    e.hum = reading.hum;
+                    e.stored_at = now;
+                }
+                self.last = i;
                 Ok(())
             }
-            Err(i) => self.entries.insert(i, entry).map_err(|_| StoreFull),
+            Err(i) => {
+                let entry = Entry {
+                    location: reading.location.clone(),
+                    temp: reading.temp,
+                    hum: reading.hum,
+                    stored_at: now,
+                };
+                self.entries.insert(i, entry).map_err(|_| StoreFull)?;
+                self.last = i;
+                Ok(())
+            }
         }
     }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::TypedValueParser;
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, ValueEnum};
 use envhub_core::limits::DEFAULT_MAX_CLIENTS;
 use envhub_core::{Config, Mode};
 
@@ -35,6 +35,11 @@ pub struct Cli {
     /// --max-clients, rounded up, but at least 64.
     #[arg(long, value_name = "N")]
     pub max_per_source: Option<u64>,
+
+    /// Event-loop threads serving the connections. Default: the number of
+    /// CPUs this process may run on.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
 
     /// Close a connection that sends no complete line for this many seconds
     /// (fractions allowed, e.g. 0.5), after an `idle_timeout` reply; 0 never
@@ -89,6 +94,54 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = crate::http::DEFAULT_MAX_CLIENTS as u64,
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub http_max_clients: u64,
+
+    /// The MQTT bridge (boxed: a large group of flags most runs leave
+    /// unset).
+    #[command(flatten)]
+    pub mqtt: Box<MqttFlags>,
+}
+
+/// The MQTT bridge's flags (`--mqtt` and the flags around it).
+#[derive(Debug, Clone, PartialEq, Args)]
+pub struct MqttFlags {
+    /// Publish every kept reading to this MQTT broker for Home Assistant:
+    /// mqtt://HOST:PORT (port 1883 when left out; no TLS). Off when absent.
+    /// A broker that is down or refuses is not fatal: readings wait and go
+    /// out when it is back.
+    #[arg(long = "mqtt", value_name = "URL")]
+    pub url: Option<String>,
+
+    /// This gateway's id in MQTT topics and Home Assistant ids, reduced to
+    /// [A-Za-z0-9_-] (default: the host name, reduced). The MQTT client id
+    /// is envhub-<ID>.
+    #[arg(long, value_name = "ID")]
+    pub gateway_id: Option<String>,
+
+    /// First level(s) of the state and availability topics:
+    /// <P>/<gateway-id>/<location>/state and <P>/<gateway-id>/status.
+    #[arg(long, value_name = "P", default_value = crate::mqtt::settings::DEFAULT_PREFIX)]
+    pub mqtt_prefix: String,
+
+    /// Home Assistant's MQTT discovery prefix.
+    #[arg(long, value_name = "P", default_value = crate::mqtt::settings::DEFAULT_HA_PREFIX)]
+    pub ha_prefix: String,
+
+    /// Do not publish Home Assistant discovery configs (state and
+    /// availability still go out).
+    #[arg(long)]
+    pub no_ha_discovery: bool,
+
+    /// User name for the MQTT broker; the password is read from the
+    /// environment variable ENVHUB_MQTT_PASSWORD, never from the command
+    /// line.
+    #[arg(long, value_name = "U")]
+    pub mqtt_user: Option<String>,
+
+    /// Without history (--no-db): readings held in memory while the broker
+    /// is away; when full, the oldest is dropped (counted and logged once
+    /// per outage).
+    #[arg(long, value_name = "N", default_value_t = crate::mqtt::settings::DEFAULT_QUEUE)]
+    pub mqtt_queue: usize,
 }
 
 /// `--http`: where the HTTP side listens, if at all.
@@ -111,6 +164,14 @@ pub enum Encoding {
 }
 
 impl Cli {
+    /// `--threads`, or the CPUs this process may run on.
+    pub fn threads(&self) -> usize {
+        self.threads.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            usize::from,
+        )
+    }
+
     /// How to keep the history; `None` with `--no-db` and in echo mode.
     pub fn history(&self) -> Option<history::Options> {
         (!self.no_db && self.mode == Mode::Sensor).then(|| history::Options {
@@ -320,6 +381,14 @@ mod tests {
             "--no-db",
             "--sync",
             "--retention-days",
+            "--mqtt",
+            "--gateway-id",
+            "--mqtt-prefix",
+            "--ha-prefix",
+            "--no-ha-discovery",
+            "--mqtt-user",
+            "ENVHUB_MQTT_PASSWORD",
+            "--mqtt-queue",
             "busy",
         ] {
             assert!(help.contains(flag), "{flag} missing from:\n{help}");

@@ -1,7 +1,8 @@
 //! # envhub-host
 //!
-//! The envhub server for hosts (binary `envhub`): a std `TcpListener`, one
-//! small-stack thread per connection, and the sans-IO core
+//! The envhub server for hosts (binary `envhub`): a std `TcpListener` with
+//! one acceptor thread, `--threads` event-loop threads (`mio`) that each
+//! serve their share of the connections, and the sans-IO core
 //! ([`envhub_core`]) doing all of the protocol. This crate only moves bytes,
 //! keeps time, shares the store between threads and stops gracefully.
 //!
@@ -10,25 +11,34 @@
 //! - [`client`]: `envhub send`, `latest` and `stats`.
 //! - [`hub`]: the store and counters every connection shares.
 //! - [`history`]: every acknowledged reading kept in SQLite.
-//! - [`listener`]: the listening socket and the accept loop.
-//! - [`worker`]: one connection's thread.
+//! - [`admission`]: the open-connection counts behind `busy`.
+//! - [`listener`]: the listening socket and the acceptor.
+//! - [`evloop`]: an event-loop thread and how other threads wake it.
+//! - [`worker`]: one connection on its loop.
+//! - [`ratelog`]: at most one log line per second per kind a client can
+//!   trigger.
 //! - [`codec`], [`gbk`]: UTF-8 pass-through and GBK transcoding.
 //! - [`shutdown`]: SIGINT/SIGTERM, and waking every blocked thread.
 //! - [`services`]: what the side services (history, MQTT, HTTP) share.
 //! - [`http`]: the dashboard, JSON API, event stream and metrics.
+//! - [`mqtt`]: the MQTT bridge to Home Assistant.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod admission;
 pub mod args;
 pub mod cli;
 pub mod client;
 pub mod codec;
+pub mod evloop;
 pub mod gbk;
 pub mod history;
 pub mod http;
 pub mod hub;
 pub mod listener;
+pub mod mqtt;
+pub mod ratelog;
 pub mod services;
 pub mod shutdown;
 pub mod worker;
@@ -44,19 +54,29 @@ use std::time::{Duration, Instant};
 use envhub_core::Config;
 use log::{info, warn};
 
+use admission::Admission;
+use evloop::{EventLoop, LoopHandle};
+use ratelog::Logs;
+
 pub use args::{Args, Command};
 pub use cli::{Cli, Encoding, HttpAddr};
 pub use hub::SharedHub;
 pub use shutdown::Shutdown;
 
-/// How long the server waits, once stopped, for its connections to close
-/// (each is reset after [`worker::SHUTDOWN_GRACE_MS`] anyway). Within the
-/// protocol's 2 s.
-pub const STOP_WAIT: Duration = Duration::from_millis(1_500);
+/// How long the server waits, once stopped, for its event loops to close
+/// their connections (the core resets each after its shutdown grace): the
+/// core's promise for the whole exit.
+pub const STOP_WAIT: Duration = Duration::from_millis(envhub_core::limits::SHUTDOWN_EXIT_MS);
 
-/// What the accept loop and every connection thread share.
+/// What the acceptor and every event loop share.
 #[derive(Debug)]
 pub struct Shared {
+    /// The event loops' handles (inbox, waker), in loop order.
+    pub loops: Vec<LoopHandle>,
+    /// The open-connection counts and the admission rule.
+    pub admission: Admission,
+    /// Rate limits of the log lines clients can trigger.
+    pub logs: Logs,
     /// Store and counters.
     pub hub: SharedHub,
     /// The stop signal.
@@ -67,6 +87,25 @@ pub struct Shared {
     pub encoding: Encoding,
     /// Most connections open at once.
     pub max_clients: u64,
+}
+
+impl Shared {
+    /// A connection from `peer` closed: counted closed at once (its slot
+    /// is free for the next connection).
+    pub fn close_client(&self, peer: SocketAddr) {
+        self.admission.close(peer.ip());
+        self.hub.close();
+    }
+
+    /// Wakes every event loop to drive again the connections that wait on
+    /// the hub (see [`evloop`]): for a part of the hub working on another
+    /// thread, once it has done what those connections wait for. Cheap;
+    /// callable from any thread, any number of times.
+    pub fn wake_all(&self) {
+        for l in &self.loops {
+            l.wake_hub();
+        }
+    }
 }
 
 /// Why the server could not start.
@@ -93,6 +132,7 @@ impl std::error::Error for StartError {}
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
+    loops: Vec<EventLoop>,
     shared: Arc<Shared>,
 }
 
@@ -105,14 +145,38 @@ impl Server {
             None => SharedHub::new(),
         };
         let listener = listener::bind(cli.bind).map_err(|e| StartError::Listen(cli.bind, e))?;
+        let mut loops = Vec::new();
+        let mut handles = Vec::new();
+        for _ in 0..cli.threads() {
+            let (l, h) = EventLoop::new().map_err(|e| StartError::Listen(cli.bind, e))?;
+            loops.push(l);
+            handles.push(h);
+        }
         let shared = Arc::new(Shared {
+            loops: handles,
+            admission: Admission::new(cli.config()),
+            logs: Logs::default(),
             hub,
             shutdown: Arc::new(Shutdown::new().map_err(|e| StartError::Listen(cli.bind, e))?),
             config: cli.config(),
             encoding: cli.encoding,
             max_clients: cli.max_clients,
         });
-        Ok(Server { listener, shared })
+        // A commit decides the tickets that connections wait for: the loops
+        // drive those connections again.
+        if let Some(history) = shared.hub.history() {
+            let weak = Arc::downgrade(&shared);
+            history.on_commit(Box::new(move || {
+                if let Some(shared) = weak.upgrade() {
+                    shared.wake_all();
+                }
+            }));
+        }
+        Ok(Server {
+            listener,
+            loops,
+            shared,
+        })
     }
 
     /// The address actually bound (the real port when asked for port 0).
@@ -125,6 +189,11 @@ impl Server {
         Arc::clone(&self.shared.shutdown)
     }
 
+    /// What the side services share: the feed of kept readings, status.
+    pub fn services(&self) -> Arc<services::Services> {
+        Arc::clone(self.shared.hub.services())
+    }
+
     /// The state shared by the connections.
     pub fn shared(&self) -> Arc<Shared> {
         Arc::clone(&self.shared)
@@ -135,13 +204,32 @@ impl Server {
     /// closed or after [`STOP_WAIT`], and the history has committed
     /// everything queued.
     pub fn run(self) {
+        let mut threads = Vec::new();
+        for (i, l) in self.loops.into_iter().enumerate() {
+            let shared = Arc::clone(&self.shared);
+            let spawned = thread::Builder::new()
+                .name(format!("loop-{i}"))
+                .spawn(move || l.run(i, shared));
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    warn!("cannot start event loop {i}: {e}");
+                    self.shared.shutdown.trigger();
+                }
+            }
+        }
         listener::accept_loop(&self.listener, &self.shared);
         drop(self.listener);
         let open = self.shared.hub.clients();
         info!("stopped accepting; closing {open} connection(s)");
         let start = Instant::now();
-        while self.shared.hub.clients() > 0 && start.elapsed() < STOP_WAIT {
+        // Every loop resets what is still open at its grace deadline and
+        // then ends; wait for that, but never past STOP_WAIT.
+        while threads.iter().any(|t| !t.is_finished()) && start.elapsed() < STOP_WAIT {
             thread::sleep(Duration::from_millis(5));
+        }
+        for t in threads.into_iter().filter(|t| t.is_finished()) {
+            let _ = t.join();
         }
         match self.shared.hub.clients() {
             0 => info!("all connections closed"),
@@ -166,6 +254,13 @@ pub fn run(cli: Cli) -> ExitCode {
         eprintln!("envhub: {e}");
         return ExitCode::from(2);
     }
+    let mqtt = match mqtt::Settings::from_cli(&cli) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("envhub: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let server = match Server::bind(&cli) {
         Ok(server) => server,
         Err(e) => {
@@ -184,6 +279,20 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Listening on the feed before the first sensor can be accepted.
+    // With history on, the bridge forwards the `readings` table; with
+    // `--no-db` (or in echo mode), the feed through its bounded queue.
+    let db = cli.history().map(|history| history.path);
+    let bridge = match mqtt {
+        Some(settings) => match mqtt::Bridge::start(settings, server.services(), db.as_deref()) {
+            Ok(bridge) => Some(bridge),
+            Err(e) => {
+                eprintln!("envhub: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     let http = match start_http(&cli, &server) {
         Ok(http) => http,
         Err(code) => return code,
@@ -200,6 +309,9 @@ pub fn run(cli: Cli) -> ExitCode {
     drop(stdout);
     server.run();
     drop(http);
+    if let Some(bridge) = bridge {
+        bridge.stop();
+    }
     info!("bye");
     ExitCode::SUCCESS
 }
@@ -315,6 +427,33 @@ mod tests {
         ra.read_to_string(&mut rest).unwrap();
         assert_eq!(rest, PONG);
         stop.trigger();
+        run.join().unwrap();
+    }
+
+    #[test]
+    fn connections_spread_over_every_loop() {
+        let (addr, stop, run) = server(&["--threads", "3"]);
+        let mut clients: Vec<_> = (0..7).map(|_| connect(addr)).collect();
+        for (a, ra) in &mut clients {
+            a.write_all(PING).unwrap();
+            assert_eq!(line(ra), PONG);
+        }
+        // Each loop holds some, and a store written through one loop is
+        // read through another.
+        let (a, ra) = &mut clients[0];
+        a.write_all(b"{\"location\":\"x\",\"temp\":1,\"hum\":2}\n")
+            .unwrap();
+        line(ra);
+        let (b, rb) = &mut clients[1];
+        b.write_all(b"{\"cmd\":\"latest\",\"location\":\"x\"}\n")
+            .unwrap();
+        assert!(line(rb).contains("\"temp\":1.0"));
+        stop.trigger();
+        for (_, r) in &mut clients {
+            let mut rest = String::new();
+            r.read_to_string(&mut rest).unwrap();
+            assert_eq!(rest, "{\"ok\":false,\"error\":\"shutting_down\"}\n");
+        }
         run.join().unwrap();
     }
 

@@ -2,8 +2,9 @@
 //! blocked `poll(2)` at once.
 //!
 //! Triggering writes one byte into the pipe and nobody ever reads it, so the
-//! read end stays readable for good: the accept loop and every connection
-//! thread include it in their `poll` and all wake, however many there are.
+//! read end stays readable for good: the acceptor and every event loop
+//! include it in their `poll` (or `mio` registry) and all wake, however many
+//! there are.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};

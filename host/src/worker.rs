@@ -1,121 +1,84 @@
-//! One connection's thread: moves bytes between its socket and the core's
-//! [`Connection`], and nothing else (all protocol work is the core's).
+//! One connection on an event-loop thread: moves bytes between its socket
+//! and the core's [`Connection`], and nothing else (all protocol work is
+//! the core's).
 //!
-//! The socket is non-blocking. The thread waits in `poll(2)` on the socket
-//! and the shutdown pipe together, with the core's next deadline as the
-//! timeout, so it wakes for data, for room to write, for its timers and for
-//! the server stopping. One read gathers as many pipelined lines as the
-//! buffer holds; all of their replies go out in one write.
+//! [`Client::drive`] is called by the loop ([`crate::evloop`]) whenever the
+//! socket became readable or writable, a timer fired, the server began to
+//! stop or the hub woke the loop. It does what it can without blocking and
+//! returns [`Step::Wait`] (the loop waits for the socket and
+//! [`Client::deadline`]), [`Step::Again`] (its turn is over, more to do) or
+//! [`Step::Ended`].
 //!
-//! Both buffers live on the thread's 64 KiB stack, and they are small on
-//! purpose: every stack page an idle connection ever touched stays resident,
-//! so the deepest call path decides its memory. glibc's thread block and
-//! std's thread start take the first ~5 KiB of the stack; the loop's frame
-//! (these buffers and the core's `Connection`) and the core's deepest call
-//! (decoding a number, rendering a `latest` item) must fit in the next ~7 KiB
-//! so that a connection costs three stack pages (~13.7 KiB RSS in all,
-//! measured over 1000 connections that each sent a ping). With 1 KiB in and
-//! 2 KiB out the deepest path measured is ~11 KiB. A read still brings up to
-//! ~70 pipelined lines, answered with one write: the output buffer is twice
-//! the input, as replies run longer than requests (a full output buffer only
-//! costs another write).
+//! Memory: an idle connection holds only its core [`Connection`], its
+//! socket and a few flags. Bytes are read into and replies rendered in the
+//! loop's scratch buffers ([`Scratch`]); a connection keeps heap buffers of
+//! its own only while it has input the core did not take yet or replies the
+//! socket did not take yet, and gives them back once they are empty.
 
-use std::io::{self, ErrorKind, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown as Side, SocketAddr, TcpStream};
-use std::ops::Range;
-use std::os::fd::AsFd;
-use std::sync::Arc;
 use std::time::Duration;
 
+use envhub_core::limits::{CLOSE_LINGER_MS, SHUTDOWN_GRACE_MS, WRITE_STALL_MS};
 use envhub_core::{Close, Connection, Mode, Reason};
 use log::{info, warn};
-use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use socket2::SockRef;
 
 use crate::cli::Encoding;
 use crate::codec::{Codec, Got, Utf8};
 use crate::gbk::Gbk;
+use crate::ratelog::suppressed;
 use crate::Shared;
 
-/// Each connection thread's stack: 64 KiB, plenty for the optimized build
-/// (its deepest path is ~11 KiB). Unoptimized frames are many times larger,
-/// so debug builds (as `cargo test` makes them) get more.
-pub const STACK_SIZE: usize = if cfg!(debug_assertions) {
-    512 * 1024
-} else {
-    64 * 1024
-};
+/// The loop's input scratch: the most read from one socket at once.
+pub const IN: usize = 8 * 1024;
 
-/// Input buffer: received bytes (UTF-8 for the core) not yet consumed.
-const IN: usize = 1024;
+/// The loop's output scratch: the most core output rendered at once
+/// (twice the input, as replies run longer than requests).
+pub const OUT: usize = 2 * IN;
 
-/// Output buffer: replies not yet sent.
-const OUT: usize = 2048;
-
-/// A connection whose unsent replies make no progress for this long is
-/// reset: a client that stops reading cannot pin its thread. (Plays the
-/// part of SO_SNDTIMEO, which has no effect on a non-blocking socket.)
-pub const WRITE_TIMEOUT_MS: u64 = 5_000;
-
-/// Once the server stops, a connection has this long to deliver its last
-/// replies and `shutting_down`; then it is reset.
-pub const SHUTDOWN_GRACE_MS: u64 = 1_000;
-
-/// After a graceful close, how long the thread keeps reading (and
-/// discarding) what the client still sends, so that closing with unread
-/// data does not reset the connection before the client has read the last
-/// replies.
-const LINGER_MS: u64 = 500;
-
-/// While its replies wait for the history, a connection looks at its timers
-/// and the stop signal at least this often.
-const HUB_WAIT_MS: u64 = 100;
+/// How long a connection whose closing replies the core has all handed
+/// over keeps reading (and discarding) what the client still sends after
+/// the FIN, so that closing with unread data does not reset the connection
+/// before the client has read the last replies: the core's close linger.
+/// Its slot is already free then.
+pub const LINGER_MS: u64 = CLOSE_LINGER_MS;
 
 /// Readings a connection submits to the history while the first one's ack
-/// waits for its commit (see [`Connection::with_queue`]): a read of
-/// [`IN`] bytes brings about this many readings.
+/// waits for its commit (see [`Connection::with_queue`]): one commit can
+/// cover a pipelined batch.
 pub const AHEAD: usize = 16;
 
-/// Serves one accepted connection until it closes. Runs on its own thread.
-pub fn serve(id: u64, peer: SocketAddr, sock: TcpStream, shared: Arc<Shared>) {
-    if let Err(e) = sock.set_nonblocking(true) {
-        warn!("client {id} ({peer}): cannot make the socket non-blocking: {e}");
-        shared.hub.close();
-        return;
-    }
-    // Replies go out whole and at once; never wait for more to coalesce.
-    let _ = sock.set_nodelay(true);
-    if shared.config.mode == Mode::Sensor && shared.encoding == Encoding::Gbk {
-        serve_gbk(id, peer, sock, &shared);
-    } else {
-        run(id, peer, sock, &shared, Utf8);
-    }
-}
+/// Rounds of read/answer/write one connection gets per turn before the
+/// loop serves the others.
+const BUDGET: usize = 16;
 
-/// GBK transcoding, in a frame of its own so that its buffers take no stack
-/// in UTF-8 mode.
-#[inline(never)]
-fn serve_gbk(id: u64, peer: SocketAddr, sock: TcpStream, shared: &Shared) {
-    run(id, peer, sock, shared, Gbk::new());
-}
+/// The kernel send buffer each connection asks for (`SO_SNDBUF`; Linux
+/// doubles it for its bookkeeping). Small, so that a client that reads
+/// slowly fills it soon and the write-stall rule sees the stall, instead of
+/// the kernel holding megabytes of replies for it; still many `latest`
+/// replies deep.
+pub const SEND_BUFFER: usize = 16 * 1024;
 
-/// The buffers and the loop. Not inlined, and the [`Connection`] is built
-/// right here, so that one frame holds one copy of everything (see the
-/// module documentation on stack depth).
-#[inline(never)]
-fn run<C: Codec>(id: u64, peer: SocketAddr, sock: TcpStream, shared: &Shared, codec: C) {
-    let mut conn = Connection::<AHEAD>::with_queue(id, shared.hub.now_ms(), shared.config);
-    let mut input = [0u8; IN];
-    let mut out = [0u8; OUT];
-    let mut w = Worker::new(id, peer, sock, shared, codec);
-    let end = w.drive(&mut conn, &mut input, &mut out);
-    w.end(end, &mut input);
-}
-
-/// How the loop ended.
+/// The loop's buffers, shared by all its connections.
 #[derive(Debug)]
-enum End {
+pub struct Scratch {
+    input: Box<[u8]>,
+    out: Box<[u8]>,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            input: vec![0; IN].into_boxed_slice(),
+            out: vec![0; OUT].into_boxed_slice(),
+        }
+    }
+}
+
+/// How a connection ended.
+#[derive(Debug)]
+pub enum End {
     /// The core closed gracefully (for this reason) and every byte was
     /// written.
     Graceful(Option<Reason>),
@@ -125,227 +88,351 @@ enum End {
     Failed(io::Error),
 }
 
-/// One connection's state besides its buffers.
-struct Worker<'a, C> {
+/// What the loop does with a connection after [`Client::drive`].
+#[derive(Debug)]
+pub enum Step {
+    /// Wait for the socket, or until [`Client::deadline`].
+    Wait,
+    /// Its turn is over but it has more to do: drive it again soon.
+    Again,
+    /// Close it as [`Client::end`] says.
+    Ended(End),
+}
+
+/// One connection's state.
+pub struct Client {
     id: u64,
     peer: SocketAddr,
     sock: TcpStream,
-    shared: &'a Shared,
-    codec: C,
+    conn: Connection<AHEAD>,
+    codec: Box<dyn Codec + Send>,
+    /// Input the core has not consumed yet (empty, unallocated, when idle).
+    input: Vec<u8>,
+    /// Wire bytes not sent yet, from `wire_at` on.
+    wire: Vec<u8>,
+    wire_at: usize,
+    /// The socket may have bytes to read / room to write (edge-triggered:
+    /// set by the loop's events, cleared when the socket says it would
+    /// block).
+    pub readable: bool,
+    /// See [`Client::readable`].
+    pub writable: bool,
+    /// An event said the client closed its side (EPOLLRDHUP) or the socket
+    /// failed: keep reading until the read says so, even after a short
+    /// read (the FIN may have come with the last data, in the same edge).
+    pub read_closed: bool,
     /// The client closed its sending side.
     eof: bool,
     /// The server is stopping.
     stopping: bool,
     /// The core was told ([`Connection::handle_shutdown`]).
     told: bool,
-    /// When a stopping connection is reset.
+    /// The end of the core's shutdown grace: lingering stops then.
     stop_deadline: u64,
+    /// When wire bytes the core handed over but the socket has not taken
+    /// (the shell's own buffer, which the core cannot see) get the
+    /// connection reset: the core's write-stall time.
+    write_deadline: u64,
+    /// Closed gracefully (counted closed): discarding what the client still
+    /// sends until then.
+    linger_until: Option<u64>,
+    /// The core's next reply waits for the hub ([`Connection::awaits_hub`]):
+    /// the loop re-drives it on the hub's wake (see [`crate::evloop`]).
+    pub waits_on_hub: bool,
+    /// The deadline this connection has in its loop's timer heap
+    /// (`u64::MAX`: none).
+    pub armed: u64,
+    /// Already in its loop's queue of connections to drive again.
+    pub queued: bool,
 }
 
-impl<C> Worker<'_, C> {
-    fn new(id: u64, peer: SocketAddr, sock: TcpStream, shared: &Shared, codec: C) -> Worker<'_, C> {
-        Worker {
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("id", &self.id)
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A freshly accepted connection (already counted open), at `now`.
+    pub fn new(id: u64, peer: SocketAddr, sock: TcpStream, shared: &Shared, now: u64) -> Client {
+        let codec: Box<dyn Codec + Send> =
+            if shared.config.mode == Mode::Sensor && shared.encoding == Encoding::Gbk {
+                Box::new(Gbk::new())
+            } else {
+                // A zero-sized type: no allocation.
+                Box::new(Utf8)
+            };
+        Client {
             id,
             peer,
             sock,
-            shared,
+            conn: Connection::with_queue(id, now, shared.config),
             codec,
+            input: Vec::new(),
+            wire: Vec::new(),
+            wire_at: 0,
+            // Try at once: the client may have sent already.
+            readable: true,
+            writable: true,
+            read_closed: false,
             eof: false,
             stopping: false,
             told: false,
             stop_deadline: u64::MAX,
+            write_deadline: u64::MAX,
+            linger_until: None,
+            waits_on_hub: false,
+            armed: u64::MAX,
+            queued: false,
         }
     }
-}
 
-impl<C: Codec> Worker<'_, C> {
-    /// The loop: send what is owed, let the core work, read, wait.
-    fn drive(
-        &mut self,
-        conn: &mut Connection<AHEAD>,
-        input: &mut [u8; IN],
-        out: &mut [u8; OUT],
-    ) -> End {
-        let mut hub = self.shared.hub.for_client(self.id);
-        // Unconsumed input at `input[..in_len]`; unsent wire bytes.
-        let mut in_len = 0;
-        let mut wire: Range<usize> = 0..0;
-        let mut write_deadline = u64::MAX;
-        // Try a read before waiting (the client may have sent already).
-        let mut may_read = true;
+    /// The socket, for registering with the loop's poll.
+    pub fn socket(&self) -> &TcpStream {
+        &self.sock
+    }
+
+    /// The server began to stop at `now`: answer what came in, then the
+    /// core says `shutting_down` and closes (it resets what is still open
+    /// after its shutdown grace).
+    pub fn stop(&mut self, now: u64) {
+        if !self.stopping {
+            self.stopping = true;
+            self.stop_deadline = now.saturating_add(SHUTDOWN_GRACE_MS);
+            // Take in everything the kernel holds before telling the core.
+            self.readable = true;
+            if let Some(until) = &mut self.linger_until {
+                *until = (*until).min(self.stop_deadline);
+            }
+        }
+    }
+
+    /// The next time the connection must be driven even if its socket
+    /// stays quiet (`u64::MAX`: never).
+    pub fn deadline(&self) -> u64 {
+        if let Some(until) = self.linger_until {
+            return until;
+        }
+        let mut at = self.conn.poll_timeout().unwrap_or(u64::MAX);
+        if self.wire_pending() {
+            at = at.min(self.write_deadline);
+        }
+        at
+    }
+
+    fn wire_pending(&self) -> bool {
+        self.wire_at < self.wire.len()
+    }
+
+    /// Does what can be done now without blocking.
+    pub fn drive(&mut self, now: u64, shared: &Shared, s: &mut Scratch) -> Step {
+        if let Some(until) = self.linger_until {
+            return self.linger(now, until, s);
+        }
+        let mut hub = shared.hub.for_client(self.id);
         let room = OUT.min(self.codec.out_room());
-        loop {
-            let now = self.shared.hub.now_ms();
-            if !self.stopping && self.shared.shutdown.is_triggered() {
-                self.stopping = true;
-                self.stop_deadline = now.saturating_add(SHUTDOWN_GRACE_MS);
-                may_read = true;
+        self.waits_on_hub = false;
+        for _ in 0..BUDGET {
+            if self.wire_pending() && now >= self.write_deadline {
+                return Step::Ended(End::Abort("client stopped reading its replies"));
             }
-            if now >= self.stop_deadline {
-                return End::Abort("server stopping and the client did not take its replies");
+            if self.conn.poll_timeout().is_some_and(|due| now >= due) {
+                self.conn.handle_timeout(now, &mut hub);
             }
-            if !wire.is_empty() && now >= write_deadline {
-                return End::Abort("client stopped reading its replies");
-            }
-            if let Some(due) = conn.poll_timeout() {
-                if now >= due {
-                    conn.handle_timeout(now, &mut hub);
+            match self.conn.poll_close() {
+                Some(Close::Abort) => {
+                    return Step::Ended(End::Abort(match self.conn.close_reason() {
+                        Some(Reason::WriteStall) => "client stopped reading its replies",
+                        Some(Reason::Shutdown) => {
+                            "server stopping and the client did not take its replies"
+                        }
+                        _ => "client stopped reading while closing",
+                    }))
                 }
-            }
-            match conn.poll_close() {
-                Some(Close::Abort) => return End::Abort("client stopped reading while closing"),
-                Some(Close::Graceful) if wire.is_empty() => {
-                    return End::Graceful(conn.close_reason())
+                Some(Close::Graceful) if !self.wire_pending() => {
+                    return Step::Ended(End::Graceful(self.conn.close_reason()))
                 }
                 _ => {}
             }
 
             // Send what is owed.
-            if !wire.is_empty() {
-                match (&self.sock).write(&self.codec.wire(out)[wire.clone()]) {
+            if self.wire_pending() {
+                if !self.writable {
+                    return Step::Wait;
+                }
+                match (&self.sock).write(&self.wire[self.wire_at..]) {
                     Ok(n) => {
-                        wire.start += n;
-                        write_deadline = now.saturating_add(WRITE_TIMEOUT_MS);
+                        self.wire_at += n;
+                        self.write_deadline = now.saturating_add(WRITE_STALL_MS);
+                        if !self.wire_pending() {
+                            // Give the buffer back: idle connections hold none.
+                            self.wire = Vec::new();
+                            self.wire_at = 0;
+                        }
                     }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                    Err(e) => return End::Failed(e),
-                }
-                if !wire.is_empty() {
-                    let deadline = self.deadline(conn).min(write_deadline);
-                    if let Err(e) = self.wait(PollFlags::POLLOUT, deadline, now) {
-                        return End::Failed(e);
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        self.writable = false;
+                        return Step::Wait;
                     }
-                    continue;
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => return Step::Ended(End::Failed(e)),
                 }
-                if conn.poll_close().is_some() {
-                    continue;
-                }
+                continue;
             }
 
             // Let the core answer what came in (or write what it still owes).
-            let p = conn.handle_input(now, &input[..in_len], &mut out[..room], &mut hub);
+            let p = self
+                .conn
+                .handle_input(now, &self.input, &mut s.out[..room], &mut hub);
             if p.consumed > 0 {
-                input.copy_within(p.consumed..in_len, 0);
-                in_len -= p.consumed;
+                self.input.drain(..p.consumed);
+                if self.input.is_empty() {
+                    self.input = Vec::new();
+                }
             }
             if p.written > 0 {
-                wire = 0..self.codec.encode(&out[..p.written]);
-                write_deadline = now.saturating_add(WRITE_TIMEOUT_MS);
+                if let Err(e) = self.send(now, p.written, s) {
+                    return Step::Ended(End::Failed(e));
+                }
                 continue;
             }
-            if conn.poll_close().is_some() {
+            if self.conn.poll_close().is_some() {
                 continue;
             }
 
-            // Read more, when the core wants it and it has taken all before.
-            let can_read = in_len == 0 && conn.wants_input() && !self.eof && !self.told;
-            if can_read && may_read {
-                match self.codec.read(&self.sock, input) {
+            // Read more, when the core wants it and has taken all before.
+            let can_read =
+                self.input.is_empty() && self.conn.wants_input() && !self.eof && !self.told;
+            if can_read && self.readable {
+                match self.codec.read(&self.sock, &mut s.input) {
                     Ok(Got::Data { len, more }) => {
-                        in_len = len;
-                        may_read = more || self.stopping;
+                        if !more && !self.stopping && !self.read_closed {
+                            // Edge-triggered: new data, or the FIN, brings
+                            // a new event.
+                            self.readable = false;
+                        }
+                        let p = self.conn.handle_input(
+                            now,
+                            &s.input[..len],
+                            &mut s.out[..room],
+                            &mut hub,
+                        );
+                        if let Some(rest) = s.input.get(p.consumed..len) {
+                            self.input.extend_from_slice(rest);
+                        }
+                        if p.written > 0 {
+                            if let Err(e) = self.send(now, p.written, s) {
+                                return Step::Ended(End::Failed(e));
+                            }
+                        }
                         continue;
                     }
                     Ok(Got::Eof) => {
                         self.eof = true;
-                        in_len = self.codec.finish(input);
-                        conn.handle_eof();
+                        let len = self.codec.finish(&mut s.input);
+                        self.input.extend_from_slice(&s.input[..len]);
+                        self.conn.handle_eof();
                         continue;
                     }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => may_read = false,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => self.readable = false,
                     Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                    Err(e) => return End::Failed(e),
+                    Err(e) => return Step::Ended(End::Failed(e)),
                 }
             }
             // Stopping, and everything the kernel had is in: the core
             // answers the complete lines, then sends `shutting_down`.
             if self.stopping && !self.told {
-                conn.handle_shutdown();
+                self.conn.handle_shutdown();
                 self.told = true;
                 continue;
             }
+            // The next reply waits for the hub (the history's commit): the
+            // loop drives this connection again when the hub wakes it.
+            self.waits_on_hub = self.conn.awaits_hub();
+            return Step::Wait;
+        }
+        Step::Again
+    }
 
-            // Replies wait for the history's commit: wait for it (not for
-            // the socket, which is not read meanwhile).
-            if let Some(ticket) = conn.awaited_ticket() {
-                let left = self.deadline(conn).saturating_sub(now);
-                let wait = Duration::from_millis(left.min(HUB_WAIT_MS));
-                self.shared.hub.wait_decided(ticket, wait);
-                continue;
-            }
-
-            // Nothing to do until the client sends, a timer fires or the
-            // server stops.
-            let events = if can_read {
-                PollFlags::POLLIN
-            } else {
-                PollFlags::empty()
-            };
-            match self.wait(events, self.deadline(conn), now) {
-                Ok(ready) => may_read |= ready,
-                Err(e) => return End::Failed(e),
+    /// Sends `written` bytes of core output from the scratch: as much as
+    /// the socket takes now, the rest kept for later.
+    fn send(&mut self, now: u64, written: usize, s: &Scratch) -> io::Result<()> {
+        let n = self.codec.encode(&s.out[..written]);
+        let bytes = &self.codec.wire(&s.out)[..n];
+        self.write_deadline = now.saturating_add(WRITE_STALL_MS);
+        let mut sent = 0;
+        while self.writable && sent < bytes.len() {
+            match (&self.sock).write(&bytes[sent..]) {
+                Ok(k) => sent += k,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
         }
-    }
-
-    /// The next time the loop must run even if nothing happens.
-    fn deadline(&self, conn: &Connection<AHEAD>) -> u64 {
-        conn.poll_timeout()
-            .unwrap_or(u64::MAX)
-            .min(self.stop_deadline)
-    }
-
-    /// Waits for `events` on the socket (none: only for the deadline), for
-    /// the shutdown pipe while not yet stopping, and at most until
-    /// `deadline`. True if the socket is ready.
-    fn wait(&self, events: PollFlags, deadline: u64, now: u64) -> io::Result<bool> {
-        let timeout = if deadline == u64::MAX {
-            PollTimeout::NONE
-        } else {
-            PollTimeout::try_from(deadline.saturating_sub(now)).unwrap_or(PollTimeout::MAX)
-        };
-        let mut fds = [
-            PollFd::new(self.sock.as_fd(), events),
-            PollFd::new(self.shared.shutdown.fd(), PollFlags::POLLIN),
-        ];
-        // A socket polled for nothing would still report errors and hang-ups,
-        // over and over: leave it out then.
-        let from = usize::from(events.is_empty());
-        let to = if self.stopping { 1 } else { 2 };
-        let fds = fds.get_mut(from..to).unwrap_or_default();
-        match poll(fds, timeout) {
-            Ok(_) => Ok(from == 0 && fds.first().and_then(PollFd::any).unwrap_or(false)),
-            Err(Errno::EINTR) => Ok(false),
-            Err(e) => Err(e.into()),
+        if sent < bytes.len() {
+            self.wire.extend_from_slice(&bytes[sent..]);
         }
+        Ok(())
     }
 
-    /// Closes the connection as `end` says, counts it closed and logs it.
-    /// `scratch` receives what a lingering client still sends. Not inlined:
-    /// its frame (logging) is needed only once, at the end.
-    #[cold]
-    #[inline(never)]
-    fn end(self, end: End, scratch: &mut [u8]) {
+    /// After the FIN: discards what the client still sends until it closes
+    /// too, or until `until`.
+    fn linger(&mut self, now: u64, until: u64, s: &mut Scratch) -> Step {
+        if now >= until {
+            return Step::Ended(End::Graceful(None));
+        }
+        for _ in 0..BUDGET {
+            if !self.readable {
+                return Step::Wait;
+            }
+            match (&self.sock).read(&mut s.input) {
+                Ok(0) => return Step::Ended(End::Graceful(None)),
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.readable = false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return Step::Ended(End::Graceful(None)),
+            }
+        }
+        Step::Again
+    }
+
+    /// Ends the connection as `end` says: counts it closed (its slot is
+    /// free at once) and logs it. True if it stays with the loop a little
+    /// longer, lingering (see [`LINGER_MS`]); false if it is gone (the
+    /// socket closes when the client is dropped).
+    pub fn end(&mut self, end: End, shared: &Shared, now: u64) -> bool {
+        if self.linger_until.is_some() {
+            // Lingering is over; it was counted closed before.
+            return false;
+        }
+        shared.close_client(self.peer);
         let (id, peer) = (self.id, self.peer);
         match end {
             End::Graceful(reason) => {
                 let _ = self.sock.shutdown(Side::Write);
-                self.shared.hub.close();
                 let why = reason.map_or("closed", Reason::as_str);
                 info!("client {id} ({peer}) disconnected: {why}");
-                self.linger(scratch);
+                let until = now.saturating_add(LINGER_MS);
+                self.linger_until = Some(if self.stopping {
+                    until.min(self.stop_deadline)
+                } else {
+                    until
+                });
+                self.input = Vec::new();
+                true
             }
             End::Abort(why) => {
                 // SO_LINGER 0: close sends RST and drops unsent data.
                 let _ = SockRef::from(&self.sock).set_linger(Some(Duration::ZERO));
-                drop(self.sock);
-                self.shared.hub.close();
-                warn!("client {id} ({peer}) reset: {why}");
+                if let Some(n) = shared.logs.stall.allow(now) {
+                    warn!("client {id} ({peer}) reset: {why}{}", suppressed(n));
+                }
+                false
             }
             End::Failed(e) => {
-                drop(self.sock);
-                self.shared.hub.close();
                 if matches!(
                     e.kind(),
                     ErrorKind::ConnectionReset
@@ -356,38 +443,7 @@ impl<C: Codec> Worker<'_, C> {
                 } else {
                     warn!("client {id} ({peer}) disconnected after an error: {e}");
                 }
-            }
-        }
-    }
-
-    /// After the FIN: discards what the client still sends until it closes
-    /// too, for at most [`LINGER_MS`] (less when the server is stopping).
-    fn linger(self, scratch: &mut [u8]) {
-        let start = self.shared.hub.now_ms();
-        let deadline = start.saturating_add(LINGER_MS).min(self.stop_deadline);
-        let mut sock = &self.sock;
-        loop {
-            match io::Read::read(&mut sock, scratch) {
-                Ok(0) => return,
-                Ok(_) => continue,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                Err(_) => return,
-            }
-            let now = self.shared.hub.now_ms();
-            if now >= deadline {
-                return;
-            }
-            let timeout = PollTimeout::try_from(deadline - now).unwrap_or(PollTimeout::MAX);
-            let mut fds = [
-                PollFd::new(self.sock.as_fd(), PollFlags::POLLIN),
-                PollFd::new(self.shared.shutdown.fd(), PollFlags::POLLIN),
-            ];
-            match poll(&mut fds, timeout) {
-                Ok(0) => return,
-                Ok(_) if fds[1].any().unwrap_or(false) => return,
-                Ok(_) | Err(Errno::EINTR) => {}
-                Err(_) => return,
+                false
             }
         }
     }

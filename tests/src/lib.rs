@@ -76,6 +76,7 @@ pub mod raw;
 pub mod reply;
 pub mod server;
 pub mod shell;
+pub mod sockets;
 pub mod tools;
 
 pub use client::{show, Client, Closed};

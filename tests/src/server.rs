@@ -441,6 +441,11 @@ impl Server {
         }
     }
 
+    /// The server process's id (for `prlimit --pid`, `/proc/PID`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends `signal` to the server process.
     pub fn signal(&self, signal: Signal) {
         let pid = Pid::from_raw(self.child.id() as i32);

@@ -98,8 +98,13 @@ mod args {
         #[arg(long)]
         pub allow_netns_addr: bool,
         /// Only open this many idle connections and hold them.
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=20_000))]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=200_000))]
         pub hold: Option<u32>,
+        /// With --hold towards 127.0.0.1: spread the connections over this
+        /// many source addresses, 127.0.0.2 on (one address has only
+        /// ~28,000 ports). 0: the system's choice.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=200))]
+        pub sources: u8,
     }
 }
 
@@ -634,12 +639,29 @@ fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
     Ok(s)
 }
 
-/// `--hold N`: N idle connections, each served one ping first.
-fn hold(addr: SocketAddr, n: u32, mode: args::Mode, secs: f64) -> Result<(), String> {
+/// Connects to `addr` from 127.0.0.`2 + source`, blocking.
+fn connect_from(addr: SocketAddr, source: u8) -> std::io::Result<TcpStream> {
+    let from = SocketAddr::from(([127, 0, 0, 2u8.saturating_add(source)], 0));
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    s.bind(&from.into())?;
+    s.connect_timeout(&addr.into(), CONNECT_TIMEOUT)?;
+    let s: TcpStream = s.into();
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+/// `--hold N`: N idle connections, each served one ping first, spread over
+/// `sources` source addresses (0: the system's choice).
+fn hold(addr: SocketAddr, n: u32, sources: u8, mode: args::Mode, secs: f64) -> Result<(), String> {
     let (ping, reply) = workload::ping(mode);
     let mut held = Vec::with_capacity(n as usize);
     for i in 0..n {
-        let mut s = connect(addr).map_err(|e| format!("connection {i}: connect: {e}"))?;
+        let s = if sources == 0 {
+            connect(addr)
+        } else {
+            connect_from(addr, u8::try_from(i % u32::from(sources)).unwrap_or(0))
+        };
+        let mut s = s.map_err(|e| format!("connection {i}: connect: {e}"))?;
         s.set_read_timeout(Some(CONNECT_TIMEOUT))
             .map_err(|e| e.to_string())?;
         s.write_all(ping)
@@ -775,7 +797,7 @@ fn main() -> ExitCode {
         }
     }
     let result = match a.hold {
-        Some(n) => hold(addr, n, a.mode, a.duration).map(|()| 0),
+        Some(n) => hold(addr, n, a.sources, a.mode, a.duration).map(|()| 0),
         None => load(addr, &a),
     };
     match result {
