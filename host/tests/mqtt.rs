@@ -284,7 +284,8 @@ struct Envhub {
 impl Envhub {
     fn start(args: &[&str], env: &[(&str, &str)]) -> Envhub {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_envhub"));
-        cmd.args(["--bind", "127.0.0.1:0"]);
+        // No dashboard: its default port is one for every test.
+        cmd.args(["--bind", "127.0.0.1:0", "--http", "off"]);
         // Never a database in the source tree: --no-db unless the test
         // names one in its temporary directory.
         if !args.contains(&"--db") {
