@@ -71,7 +71,7 @@ trap 'exit 130' INT TERM
 NODB=()
 "$BIN/envhub" --help | grep -qE '^ +--no-db' && NODB=(--no-db)
 start_server() {
-    local name=$1 out extra=("${NODB[@]}")
+    local name=$1 out extra=("${NODB[@]}" --http off)
     PORT=$((PORT + 1))
     ADDR=127.0.0.1:$PORT
     out=$LOG/$name-$PORT.out

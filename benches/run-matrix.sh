@@ -82,12 +82,12 @@ start_server() {
     out=$LOG/$name-$PORT.out
     case $name in
     envhub) taskset -c "$SERVER_CPU" "$BIN/envhub" --bind "$ADDR" --max-clients 200000 \
-                --max-per-source 200000 --no-db \
+                --max-per-source 200000 --no-db --http off \
                 >"$out" 2>"$LOG/$name-$PORT.err" & ;;
     # History on: one database for all points of the run (a fresh one per
     # run of the script), so the table grows as it would in use.
     envhub-db) taskset -c "$SERVER_CPU" "$BIN/envhub" --bind "$ADDR" --max-clients 8192 \
-                   --db "$LOG/history.db" >"$out" 2>"$LOG/$name-$PORT.err" & ;;
+                   --db "$LOG/history.db" --http off >"$out" 2>"$LOG/$name-$PORT.err" & ;;
     tokio) taskset -c "$SERVER_CPU" "$BIN/envhub-tokio-server" --bind "$ADDR" --max-clients 8192 \
                --flavor multi --workers 1 >"$out" 2>"$LOG/$name-$PORT.err" & ;;
     tokio-ct) taskset -c "$SERVER_CPU" "$BIN/envhub-tokio-server" --bind "$ADDR" --max-clients 8192 \

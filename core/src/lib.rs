@@ -1,6 +1,6 @@
 //! # envhub-core
 //!
-//! The envhub line protocol (`shared/PROTOCOL.md`) as pure logic: framing,
+//! The envhub line protocol (`docs/PROTOCOL.md`) as pure logic: framing,
 //! decoding, validation, replies, per-connection state, the store of
 //! readings and the counters. No I/O, no clock (time comes in as
 //! milliseconds), no allocation, no floating point, no panics on any input.

@@ -3,7 +3,7 @@
 //! The line is checked as UTF-8, then scanned whole by the `json` module (a
 //! syntax error anywhere is `invalid_json`, whatever else is wrong), keeping
 //! the last value of each key the protocol knows. Only then are the rules of
-//! `shared/PROTOCOL.md` applied, in its order.
+//! `docs/PROTOCOL.md` applied, in its order.
 
 use crate::decimal::{parse_u32_literal, Tenths};
 use crate::error::{ErrorCode, Field};

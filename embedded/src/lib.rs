@@ -1,6 +1,6 @@
 //! # envhub-embedded
 //!
-//! The envhub server (`shared/PROTOCOL.md`) as a `no_std`, allocation-free
+//! The envhub server (`docs/PROTOCOL.md`) as a `no_std`, allocation-free
 //! loop over [smoltcp]: one [`Server`] owns an [`Interface`], a set of TCP
 //! socket slots that all listen on the port, the store and the counters, and
 //! binds each connected slot to an [`envhub_core::Connection`]. The same
