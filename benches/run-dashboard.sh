@@ -26,11 +26,11 @@ LOAD_CPU=${LOAD_CPU:-1}
 LOG=$(mktemp -d /tmp/envhub-dashboard-bench.XXXXXX)
 
 echo "building (release) ..." >&2
-(cd "$ROOT" && cargo build --release --quiet -p envhub-host -p envhub-tests \
+(cd "$ROOT" && cargo build --release --quiet -p envhub-host -p envhub-load \
     --bin envhub --bin envhub-load) >&2
 
 HTTP=127.0.0.1:$((PORT + 1))
-taskset -c "$SERVER_CPU" "$BIN/envhub" --bind "127.0.0.1:$PORT" --http "$HTTP" \
+taskset -c "$SERVER_CPU" "$BIN/envhub" --bind "127.0.0.1:$PORT" --http "$HTTP" --db "$LOG/history.db" \
     --max-clients 8192 --http-max-clients "$STREAMS" >"$LOG/envhub.out" 2>"$LOG/envhub.err" &
 SERVER_PID=$!
 CURLS=()
