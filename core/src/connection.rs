@@ -266,7 +266,12 @@ impl<const WAIT: usize> Connection<WAIT> {
             State::Open if now >= self.idle_deadline => {
                 self.close_with(now, Reason::IdleTimeout, hub);
             }
-            State::Draining if now >= self.stall_deadline && !self.awaits_hub() => {
+            // A reply waiting for the hub is no stall; look again a linger
+            // later (never a deadline in the past: the shell would spin).
+            State::Draining if now >= self.stall_deadline && self.awaits_hub() => {
+                self.stall_deadline = now.saturating_add(CLOSE_LINGER_MS);
+            }
+            State::Draining if now >= self.stall_deadline => {
                 self.state = State::Closed(Close::Abort);
             }
             _ => {}

@@ -530,9 +530,13 @@ mod tests {
         f.conn.handle_eof();
         f.hub.commit();
         assert_eq!(f.wake(), ack("hall", 1));
-        f.conn
-            .handle_timeout(crate::limits::WRITE_STALL_MS * 4, &mut f.hub);
+        let later = crate::limits::WRITE_STALL_MS * 4;
+        f.conn.handle_timeout(later, &mut f.hub);
         assert_eq!(f.conn.poll_close(), None, "draining, waiting");
+        assert!(
+            f.conn.poll_timeout().is_some_and(|due| due > later),
+            "a deadline in the past makes the shell spin"
+        );
         f.hub.commit();
         assert_eq!(f.wake(), ack("hall", 2));
         assert_eq!(f.conn.poll_close(), Some(Close::Graceful));
