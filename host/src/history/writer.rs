@@ -10,7 +10,7 @@
 //! again. Between batches the writer deletes old rows, one small batch at a
 //! time, so no ack waits for more than one short delete.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -32,9 +32,13 @@ use crate::services::unix_ms;
 /// found none last time.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
-/// A refusal nobody asked about for this long belongs to a connection that
-/// is gone (a live one asks within its write timeout) and is forgotten.
-const FORGET_AFTER: Duration = Duration::from_secs(60);
+/// Most refusals kept for connections that have not asked yet. A refusal is
+/// removed when its connection asks; only connections that are gone leave
+/// theirs behind, so this bounds what they cost. Past it the oldest are
+/// forgotten, and every ticket at or below the newest forgotten one that is
+/// asked about later is answered `storage_error`: at worst a reading that
+/// was kept is sent again (a duplicate row), never a refused one acked.
+const MAX_REFUSED: usize = 100_000;
 
 /// One reading waiting for the next transaction.
 #[derive(Debug)]
@@ -56,6 +60,25 @@ struct Queue {
 
 type Hook = Box<dyn Fn() + Send + Sync>;
 
+/// Decided tickets that were not kept, until their connection asks.
+#[derive(Debug, Default)]
+struct Refused {
+    outcomes: BTreeMap<u64, Outcome>,
+    /// Every ticket below this whose refusal may have been forgotten.
+    forgotten_below: u64,
+}
+
+impl Refused {
+    fn extend(&mut self, refused: impl IntoIterator<Item = (u64, Outcome)>) {
+        self.outcomes.extend(refused);
+        while self.outcomes.len() > MAX_REFUSED {
+            if let Some((ticket, _)) = self.outcomes.pop_first() {
+                self.forgotten_below = ticket + 1;
+            }
+        }
+    }
+}
+
 /// What the connections and the writer share.
 #[derive(Default)]
 pub struct Shared {
@@ -64,8 +87,8 @@ pub struct Shared {
     work: Condvar,
     /// Every ticket below this is decided.
     done_through: AtomicU64,
-    /// Decided tickets that were not kept, and when they were decided.
-    refused: Mutex<HashMap<u64, (Outcome, Instant)>>,
+    /// Decided tickets that were not kept.
+    refused: Mutex<Refused>,
     /// Transactions ended so far (changed under `commit_lock`).
     commits: AtomicU64,
     commit_lock: Mutex<()>,
@@ -97,7 +120,10 @@ impl Shared {
         queue.next_ticket += 1;
         if queue.closed {
             drop(queue);
-            lock(&self.refused).insert(ticket, (Outcome::StorageError, Instant::now()));
+            lock(&self.refused).extend([(ticket, Outcome::StorageError)]);
+            // No transaction will decide it: wake the loops now, so that the
+            // connection asks and gets its storage_error at once.
+            self.call_hooks();
             return Ticket(ticket);
         }
         queue.items.push(Queued {
@@ -117,10 +143,13 @@ impl Shared {
         // Read the mark first: the writer records refusals before it moves
         // the mark past them.
         let done = self.done_through.load(Ordering::Acquire);
-        if let Some((outcome, _)) = lock(&self.refused).remove(&ticket.0) {
+        let mut refused = lock(&self.refused);
+        if let Some(outcome) = refused.outcomes.remove(&ticket.0) {
             return outcome;
         }
-        if ticket.0 < done {
+        if ticket.0 < refused.forgotten_below {
+            Outcome::StorageError
+        } else if ticket.0 < done {
             Outcome::Kept
         } else {
             Outcome::Pending(ticket)
@@ -197,10 +226,7 @@ impl Shared {
     /// every waiter and calls the hooks.
     fn decided(&self, last: u64, refused: Vec<(u64, Outcome)>) {
         if !refused.is_empty() {
-            let now = Instant::now();
-            let mut map = lock(&self.refused);
-            map.retain(|_, (_, at)| now.duration_since(*at) < FORGET_AFTER);
-            map.extend(refused.into_iter().map(|(t, o)| (t, (o, now))));
+            lock(&self.refused).extend(refused);
         }
         self.done_through.store(last + 1, Ordering::Release);
         lock(&self.waiters).retain(|(ticket, thread)| {
@@ -215,6 +241,10 @@ impl Shared {
             self.commits.fetch_add(1, Ordering::AcqRel);
         }
         self.committed.notify_all();
+        self.call_hooks();
+    }
+
+    fn call_hooks(&self) {
         for hook in lock(&self.hooks).iter() {
             hook();
         }
@@ -268,12 +298,13 @@ impl Writer {
             };
             batch.clear();
             let closed = self.shared.take(wait, &mut batch);
-            if batch.is_empty() {
-                if closed {
-                    break;
-                }
-            } else {
+            if !batch.is_empty() {
                 self.commit(&batch);
+            }
+            // Stopping: everything queued is committed; no sweep, which
+            // would only spend the little left of the 2 s.
+            if closed {
+                break;
             }
             self.sweep();
         }
@@ -400,5 +431,58 @@ impl Writer {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use envhub_core::{Location, Tenths};
+
+    use super::*;
+
+    fn reading() -> Reading {
+        Reading {
+            location: Location::new("hall").unwrap(),
+            temp: Tenths(200),
+            hum: Tenths(500),
+            seq: None,
+        }
+    }
+
+    #[test]
+    fn a_refusal_is_never_answered_kept_however_late_it_is_asked() {
+        let shared = Shared::new();
+        let last = MAX_REFUSED as u64 + 10;
+        // Tickets 0..=MAX_REFUSED refused, the rest kept, in one decision.
+        shared.decided(
+            last,
+            (0..=MAX_REFUSED as u64)
+                .map(|t| (t, Outcome::StorageError))
+                .collect(),
+        );
+        // Ticket 0 was forgotten to bound the memory: still not "kept".
+        assert_eq!(shared.outcome(Ticket(0)), Outcome::StorageError);
+        assert_eq!(shared.outcome(Ticket(1)), Outcome::StorageError);
+        assert_eq!(shared.outcome(Ticket(last)), Outcome::Kept);
+        assert_eq!(
+            shared.outcome(Ticket(last + 1)),
+            Outcome::Pending(Ticket(last + 1))
+        );
+    }
+
+    #[test]
+    fn a_reading_submitted_after_close_is_refused_and_the_loops_are_woken() {
+        let shared = Shared::new();
+        let woken = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&woken);
+        shared.on_commit(Box::new(move || {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }));
+        shared.close();
+        let ticket = shared.submit(&reading(), 0, 0);
+        assert_eq!(woken.load(Ordering::Relaxed), 1);
+        assert_eq!(shared.outcome(ticket), Outcome::StorageError);
     }
 }
