@@ -23,6 +23,7 @@
 //! only the escapes of RFC 8259, and no lone surrogate escapes (`"\ud800"`).
 
 use crate::decimal::Decimal;
+use crate::swar;
 
 /// The line is not exactly one well-formed JSON object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -332,37 +333,19 @@ fn string_end(bytes: &[u8], mut at: usize) -> Result<(usize, bool), Invalid> {
     }
 }
 
-/// How many bytes from `at` on are plain string bytes (not `"`, not `\`,
-/// not below 0x20), looking eight at a time ("SWAR": the bit tricks of
-/// Hacker's Delight 6-1, one word for all three tests). It may stop early,
-/// before the last few bytes of the line; the caller goes on byte by byte.
-/// On a bare-metal target (the firmware, built for size) it looks at none.
+/// How many bytes from `at` on are plain string bytes (not `"`, not `\\`,
+/// not below 0x20), looking eight at a time ([`swar`], one word for all
+/// three tests). It may stop early, before the last few bytes of the line;
+/// the caller goes on byte by byte. On a bare-metal target (the firmware,
+/// built for size) it looks at none.
 fn plain_run(bytes: &[u8], from: usize) -> usize {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-    /// High bit set in each byte of the result that is zero in `x`; exact
-    /// for the lowest such byte (a borrow only runs upward from it).
-    fn zero_bytes(x: u64) -> u64 {
-        x.wrapping_sub(ONES) & !x & HIGH
-    }
-    let mut at = from;
     if cfg!(target_os = "none") {
         // The firmware (bare metal, built for size) goes byte by byte.
         return 0;
     }
-    while let Some(word) = bytes.get(at..at + 8) {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(word);
-        let x = u64::from_le_bytes(w);
-        let stop = zero_bytes(x ^ (ONES * u64::from(b'"')))
-            | zero_bytes(x ^ (ONES * u64::from(b'\\')))
-            | (x.wrapping_sub(ONES * 0x20) & !x & HIGH);
-        if stop != 0 {
-            return at - from + (stop.trailing_zeros() / 8) as usize;
-        }
-        at += 8;
-    }
-    at - from
+    swar::run(bytes, from, |x| {
+        swar::equal(x, b'"') | swar::equal(x, b'\\') | swar::below(x, 0x20)
+    })
 }
 
 /// Scans `line`, which must be exactly one JSON object with optional

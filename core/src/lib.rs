@@ -37,6 +37,7 @@ pub mod request;
 mod sink;
 pub mod stats;
 pub mod store;
+mod swar;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 

@@ -13,16 +13,22 @@ pub struct Location(heapless::String<MAX_LOCATION>);
 impl Location {
     /// Checks `name` against the rules and copies it; `None` if it breaks one.
     pub fn new(name: &str) -> Option<Location> {
-        if name.is_empty() || name.len() > MAX_LOCATION {
+        if name.bytes().any(forbidden_byte) {
             return None;
         }
-        if name
-            .bytes()
-            .any(|b| b < 0x20 || b == 0x7f || b == b'"' || b == b'\\')
-        {
+        Location::with_checked_chars(name)
+    }
+
+    /// Copies `name`, checking only its length (1 to 32 bytes). The caller
+    /// guarantees that no byte of `name` is [`forbidden_byte`], having
+    /// checked that already while reading it.
+    pub(crate) fn with_checked_chars(name: &str) -> Option<Location> {
+        debug_assert!(!name.bytes().any(forbidden_byte), "{name:?}");
+        if name.is_empty() {
             return None;
         }
         let mut s = heapless::String::new();
+        // More than `MAX_LOCATION` bytes do not fit.
         s.push_str(name).ok()?;
         Some(Location(s))
     }
@@ -36,6 +42,13 @@ impl Location {
     pub fn as_bytes(&self) -> &[u8] {
         self.0.as_bytes()
     }
+}
+
+/// True for a byte no location may hold: a control character (U+0000 to
+/// U+001F, U+007F), `"` or `\`. (No byte of a multi-byte UTF-8 character is
+/// one of these.)
+pub(crate) fn forbidden_byte(b: u8) -> bool {
+    b < 0x20 || b == 0x7f || b == b'"' || b == b'\\'
 }
 
 /// One valid reading, its values rounded to tenths.

@@ -4,8 +4,14 @@
 //! syntax error anywhere is `invalid_json`, whatever else is wrong), keeping
 //! the last value of each key the protocol knows. Only then are the rules of
 //! `docs/PROTOCOL.md` applied, in its order.
+//!
+//! Before all that, `shape` tries the line as the usual reading (or
+//! command) written the usual way; it answers only when the general path
+//! would give the same request, and otherwise leaves the line to it.
 
-use crate::decimal::{parse_u32_literal, Tenths};
+mod shape;
+
+use crate::decimal::{parse_u32_literal, Decimal, Tenths};
 use crate::error::{ErrorCode, Field};
 use crate::json::{self, JsonStr, Value};
 use crate::limits::MAX_LOCATION;
@@ -29,6 +35,15 @@ pub enum Request {
 
 /// Decodes one line: no LF, no CR before it, at most 512 bytes, not blank.
 pub fn decode(line: &[u8]) -> Result<Request, ErrorCode> {
+    match shape::usual(line) {
+        Some(request) => Ok(request),
+        None => decode_scanned(line),
+    }
+}
+
+/// Decodes any line the general way: UTF-8, the whole JSON scan, then the
+/// protocol's rules in order.
+fn decode_scanned(line: &[u8]) -> Result<Request, ErrorCode> {
     let text = core::str::from_utf8(line).map_err(|_| ErrorCode::InvalidUtf8)?;
     let mut keys = Keys::default();
     json::scan_object(text, |key, value| {
@@ -107,8 +122,14 @@ fn reading(keys: &Keys<'_>) -> Result<Request, ErrorCode> {
     let temp = keys.temp.ok_or(missing(Field::Temp))?;
     let hum = keys.hum.ok_or(missing(Field::Hum))?;
     let location = parse_location(location)?;
-    let temp = parse_tenths(temp, -400, 1250).ok_or(ErrorCode::InvalidField(Field::Temp))?;
-    let hum = parse_tenths(hum, 0, 1000).ok_or(ErrorCode::InvalidField(Field::Hum))?;
+    let temp = temp
+        .as_decimal()
+        .and_then(temp_tenths)
+        .ok_or(ErrorCode::InvalidField(Field::Temp))?;
+    let hum = hum
+        .as_decimal()
+        .and_then(hum_tenths)
+        .ok_or(ErrorCode::InvalidField(Field::Hum))?;
     let seq = match keys.seq {
         None => None,
         Some(value) => Some(parse_seq(value).ok_or(ErrorCode::InvalidField(Field::Seq))?),
@@ -133,10 +154,18 @@ fn parse_location(value: Value<'_>) -> Result<Location, ErrorCode> {
     Location::new(&name).ok_or(invalid)
 }
 
-/// A number within `lo/10 ..= hi/10` as written, rounded to tenths. The
-/// scanner read its value already.
-fn parse_tenths(value: Value<'_>, lo: i32, hi: i32) -> Option<Tenths> {
-    let number = value.as_decimal()?;
+/// A temperature: −40 to 125 °C as written, rounded to tenths.
+fn temp_tenths(number: Decimal) -> Option<Tenths> {
+    tenths_within(number, -400, 1250)
+}
+
+/// A humidity: 0 to 100 % as written, rounded to tenths.
+fn hum_tenths(number: Decimal) -> Option<Tenths> {
+    tenths_within(number, 0, 1000)
+}
+
+/// A number within `lo/10 ..= hi/10` as written, rounded to tenths.
+fn tenths_within(number: Decimal, lo: i32, hi: i32) -> Option<Tenths> {
     number.within(lo, hi).then(|| number.rounded())
 }
 
