@@ -43,7 +43,7 @@ pub fn decode(line: &[u8]) -> Result<Request, ErrorCode> {
 
 /// Decodes any line the general way: UTF-8, the whole JSON scan, then the
 /// protocol's rules in order.
-fn decode_scanned(line: &[u8]) -> Result<Request, ErrorCode> {
+pub(crate) fn decode_scanned(line: &[u8]) -> Result<Request, ErrorCode> {
     let text = core::str::from_utf8(line).map_err(|_| ErrorCode::InvalidUtf8)?;
     let mut keys = Keys::default();
     json::scan_object(text, |key, value| {

@@ -14,7 +14,9 @@ use std::vec::Vec;
 
 use crate::config::Config;
 use crate::connection::{Connection, Progress};
+use crate::error::ErrorCode;
 use crate::hub::LocalHub;
+use crate::request::Request;
 use crate::stats::Stats;
 use crate::store::Store;
 
@@ -28,6 +30,14 @@ const GUARD: u8 = 0xAA;
 /// the buffer would cost a 4 KiB fill and scan per call, which made the fuzz
 /// target (1-byte windows, thousands of calls per input) 30× slower.
 const GUARD_LEN: usize = 64;
+
+/// What [`crate::decode`] answers for `line` when it goes the general way
+/// (UTF-8 check, the whole JSON scan, the protocol's rules in order), never
+/// through its shortcut for the usual reading: the oracle the fuzz target
+/// compares `decode` with.
+pub fn decode_general(line: &[u8]) -> Result<Request, ErrorCode> {
+    crate::request::decode_scanned(line)
+}
 
 /// A connection with its own store and counters, a clock, and the received
 /// bytes it has not consumed yet.

@@ -1,5 +1,8 @@
 //! Arbitrary bytes into `decode` and into a sensor-mode `Connection`.
 //!
+//! `decode` must answer as its general path does (`decode_general`, with no
+//! shortcut for the usual reading) for every line.
+//!
 //! The input's first bytes choose the output buffer sizes, the points where
 //! the stream is cut into segments and how it ends (EOF or shutdown); the
 //! rest is the stream. Checks: nothing panics, no call writes or consumes
@@ -7,7 +10,7 @@
 //! the same as when the stream arrives in one segment into a big buffer.
 #![no_main]
 
-use envhub_core::testing::Driver;
+use envhub_core::testing::{decode_general, Driver};
 use envhub_core::{decode, Close, Config};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
@@ -76,7 +79,7 @@ fn drive(stream: &[u8], cuts: &[usize], outs: &[usize], shutdown: bool) -> Outco
 }
 
 fuzz_target!(|data: &[u8]| {
-    let _ = decode(data);
+    assert_eq!(decode(data), decode_general(data));
     let mut u = Unstructured::new(data);
     let Ok(plan) = plan(&mut u) else {
         return;
