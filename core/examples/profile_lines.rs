@@ -9,7 +9,8 @@
 //! callgrind_annotate cg.out | head -40
 //! ```
 //!
-//! Cases: `reading`, `latest_64`, `decode` (the reading, `decode` alone).
+//! Cases: `reading`, `latest_64`, `decode` (the reading, `decode` alone),
+//! `decode_invalid` (`decode` alone on a reading whose `temp` is a string).
 //! Divide the total instruction count by the number of lines.
 
 use std::hint::black_box;
@@ -18,6 +19,7 @@ use envhub_core::{decode, Config, Connection, LocalHub, Stats, Store};
 
 const READING: &[u8] = b"{\"location\":\"living_room\",\"temp\":25.5,\"hum\":60,\"seq\":123}\n";
 const LATEST: &[u8] = b"{\"cmd\":\"latest\"}\n";
+const INVALID_FIELD: &[u8] = b"{\"location\":\"x\",\"temp\":\"hot\",\"hum\":1}";
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -41,15 +43,18 @@ fn main() {
             }
             LATEST
         }
-        "decode" => {
-            let line = &READING[..READING.len() - 1];
+        "decode" | "decode_invalid" => {
+            let line = match case.as_str() {
+                "decode" => &READING[..READING.len() - 1],
+                _ => INVALID_FIELD,
+            };
             for _ in 0..n {
                 black_box(decode(black_box(line)).is_ok());
             }
             return;
         }
         other => {
-            eprintln!("unknown case {other}: reading, latest_64 or decode");
+            eprintln!("unknown case {other}: reading, latest_64, decode or decode_invalid");
             std::process::exit(2);
         }
     };

@@ -56,7 +56,7 @@ pub(super) fn usual(line: &[u8]) -> Option<Request> {
 #[inline]
 fn reading(line: &[u8]) -> Option<Reading> {
     let rest = line.strip_prefix(br#"{"location":""#)?;
-    let (location, rest) = location(rest)?;
+    let (name, rest) = location_bytes(rest)?;
     let rest = rest.strip_prefix(br#","temp":"#)?;
     let (temp, len) = Decimal::scan_prefix(rest)?;
     let rest = rest.get(len..)?;
@@ -70,19 +70,23 @@ fn reading(line: &[u8]) -> Option<Reading> {
             Some(parse_u32_literal(literal)?)
         }
     };
+    let temp = temp_tenths(temp)?;
+    let hum = hum_tenths(hum)?;
+    // Last: a line that is not the shape after all costs no copy.
+    let location = Location::with_checked_chars(core::str::from_utf8(name).ok()?)?;
     Some(Reading {
         location,
-        temp: temp_tenths(temp)?,
-        hum: hum_tenths(hum)?,
+        temp,
+        hum,
         seq,
     })
 }
 
-/// The location at the start of `rest` (just after its opening quote) and
-/// what follows its closing quote: 1 to 32 bytes of UTF-8 with no forbidden
-/// byte (so no escape either).
+/// The location's bytes at the start of `rest` (just after its opening
+/// quote) and what follows its closing quote: at most 32 bytes, none of
+/// them forbidden (so no escape either); not yet checked as UTF-8.
 #[inline]
-fn location(rest: &[u8]) -> Option<(Location, &[u8])> {
+fn location_bytes(rest: &[u8]) -> Option<(&[u8], &[u8])> {
     // Past `MAX_LOCATION` bytes it is too long: look no further.
     let window = rest.get(..MAX_LOCATION + 1).unwrap_or(rest);
     // Plain ASCII eight bytes at a time, then byte by byte to the quote.
@@ -101,9 +105,7 @@ fn location(rest: &[u8]) -> Option<(Location, &[u8])> {
         }
     }
     let (name, rest) = rest.split_at(end);
-    let rest = rest.get(1..)?;
-    let name = core::str::from_utf8(name).ok()?;
-    Some((Location::with_checked_chars(name)?, rest))
+    Some((name, rest.get(1..)?))
 }
 
 #[cfg(test)]
