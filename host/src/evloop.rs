@@ -88,8 +88,17 @@ impl LoopHandle {
     }
 
     /// The hub has news for connections that wait on it: drive them again.
+    /// Wakes the loop only if it has not yet taken the last news (commits
+    /// come far more often than a busy loop polls).
     pub fn wake_hub(&self) {
-        self.hub_ready.store(true, Ordering::Release);
+        if !self.hub_ready.swap(true, Ordering::AcqRel) {
+            self.wake();
+        }
+    }
+
+    /// Wakes the loop to look at the server's state again (the acceptor
+    /// has stopped).
+    pub fn nudge(&self) {
         self.wake();
     }
 
@@ -145,7 +154,11 @@ impl EventLoop {
         let mut events = Events::with_capacity(EVENTS);
         loop {
             let now = shared.hub.now_ms();
-            if state.stopping && state.clients.is_empty() && inbox_empty(handle) {
+            if state.stopping
+                && state.clients.is_empty()
+                && !shared.accepting.load(Ordering::Acquire)
+                && inbox_empty(handle)
+            {
                 return;
             }
             let timeout = if !state.again.is_empty() {
