@@ -52,12 +52,26 @@ const INDEX_SLOTS: usize = 2 * MAX_LOCATIONS;
 fn home(name: &[u8]) -> usize {
     const K: u64 = 0x9E37_79B9_7F4A_7C15; // 2^64 / golden ratio
     let mut h = name.len() as u64;
-    for chunk in name.chunks(8) {
-        let mut word = [0u8; 8];
-        word[..chunk.len()].copy_from_slice(chunk);
-        h = (h ^ u64::from_le_bytes(word)).wrapping_mul(K);
+    let mut words = name.chunks_exact(8);
+    for word in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K);
     }
+    // The last few bytes shifted in one by one: a copy of a variable
+    // length would be a `memcpy` call.
+    let tail = words
+        .remainder()
+        .iter()
+        .fold(0u64, |acc, &b| acc << 8 | u64::from(b));
+    h = (h ^ tail).wrapping_mul(K);
     (h >> 57) as usize % INDEX_SLOTS
+}
+
+/// True if `a` and `b` are the same name: compared inline, as a location
+/// is short and a `memcmp` call costs more than the loop.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 impl Default for Store {
@@ -87,7 +101,7 @@ impl Store {
         let mut slot = home(location);
         for _ in 0..INDEX_SLOTS {
             let i = usize::from(*self.index.get(slot)?).checked_sub(1)?;
-            if self.entries.get(i)?.location.as_bytes() == location {
+            if same(self.entries.get(i)?.location.as_bytes(), location) {
                 return Some(i);
             }
             slot = (slot + 1) % INDEX_SLOTS;
@@ -115,7 +129,7 @@ impl Store {
     pub fn insert(&mut self, reading: &Reading, now: u64) -> Result<(), StoreFull> {
         let name = reading.location.as_bytes();
         let known = match self.entries.get(self.last) {
-            Some(e) if e.location.as_bytes() == name => Some(self.last),
+            Some(e) if same(e.location.as_bytes(), name) => Some(self.last),
             _ => self.position(name),
         };
         // A location the index does not know is looked for in order too:
