@@ -524,3 +524,13 @@ fn retention_takes_deleted_rows_out_of_their_minutes() {
     assert_eq!(retention::sweep(conn, i64::MAX).unwrap(), 80);
     assert!(minutes(conn).is_empty());
 }
+
+#[test]
+fn the_protocol_reference_shows_the_schema_as_it_is() {
+    let protocol = include_str!("../../../docs/PROTOCOL.md");
+    assert!(
+        protocol.contains(&format!("```sql\n{SCHEMA}```")),
+        "docs/PROTOCOL.md must show SCHEMA word for word"
+    );
+    assert!(protocol.contains(&format!("`PRAGMA user_version` ({SCHEMA_VERSION})")));
+}
