@@ -8,8 +8,9 @@
 //! that fails (disk full, I/O error) decides its tickets as
 //! `storage_error`; nothing of it is stored, and the next batch simply tries
 //! again. The same transaction adds the batch to the per-minute rollup
-//! ([`rollup::add`]), so rows and rollup are always in step. Between batches the writer deletes old rows, one small batch at a
-//! time, so no ack waits for more than one short delete.
+//! ([`rollup::add`]), so rows and rollup are always in step. Between
+//! batches the writer deletes old rows, one small batch at a time, so no
+//! ack waits for more than one short delete.
 
 use std::collections::BTreeMap;
 use std::io;
