@@ -29,8 +29,7 @@
 //! again (the core is called with no new input and what it writes is
 //! flushed). Calling it with nothing waiting is harmless.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
@@ -43,6 +42,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
+use crate::timers::Timers;
 use crate::worker::{Client, End, Scratch, Step};
 use crate::Shared;
 
@@ -145,7 +145,7 @@ impl EventLoop {
         let mut state = State {
             shared: &shared,
             clients: Slab::new(),
-            timers: BinaryHeap::new(),
+            timers: Timers::default(),
             again: VecDeque::new(),
             hub_waiters: HashSet::new(),
             scratch: Scratch::default(),
@@ -166,8 +166,8 @@ impl EventLoop {
             } else {
                 state
                     .timers
-                    .peek()
-                    .map(|Reverse((at, _))| Duration::from_millis(at.saturating_sub(now)))
+                    .next()
+                    .map(|at| Duration::from_millis(at.saturating_sub(now)))
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != ErrorKind::Interrupted {
@@ -241,7 +241,7 @@ fn inbox_empty(handle: &LoopHandle) -> bool {
 struct State<'a> {
     shared: &'a Shared,
     clients: Slab<Client>,
-    timers: BinaryHeap<Reverse<(u64, usize)>>,
+    timers: Timers,
     again: VecDeque<usize>,
     hub_waiters: HashSet<usize>,
     scratch: Scratch,
@@ -289,6 +289,9 @@ impl State<'_> {
                     // from the poll.
                     self.clients.remove(key);
                     self.hub_waiters.remove(&key);
+                    let clients = &self.clients;
+                    self.timers
+                        .prune(clients.len(), |key| clients.get(key).map(|c| c.armed));
                     return;
                 }
             }
@@ -300,18 +303,14 @@ impl State<'_> {
         if next < c.armed || c.armed <= now {
             c.armed = next;
             if next != u64::MAX {
-                self.timers.push(Reverse((next, key)));
+                self.timers.arm(next, key);
             }
         }
     }
 
     /// Drives every connection whose timer is due.
     fn fire_timers(&mut self, now: u64) {
-        while let Some(&Reverse((at, key))) = self.timers.peek() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
+        while let Some((at, key)) = self.timers.pop_due(now) {
             // A stale entry (the key was reused, or re-armed earlier) only
             // costs a drive that finds nothing to do.
             if let Some(c) = self.clients.get_mut(key) {

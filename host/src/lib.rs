@@ -41,6 +41,7 @@ pub mod mqtt;
 pub mod ratelog;
 pub mod services;
 pub mod shutdown;
+pub mod timers;
 pub mod worker;
 
 use std::fmt;
