@@ -120,14 +120,21 @@ impl<'a, const N: usize> Server<'a, N> {
                 PollIngressSingleResult::None => break,
                 PollIngressSingleResult::PacketProcessed => {}
                 PollIngressSingleResult::SocketStateChanged => {
-                    self.each(false, |slot, socket, cx| {
+                    // Only a listening slot can have a new connection: the
+                    // others are skipped before their socket is looked up
+                    // (this runs for every packet).
+                    self.each(false, Slot::is_listening, |slot, socket, cx| {
                         slot.accept(socket, cx, now);
                         false
                     });
                 }
             }
         }
-        again |= self.each(false, |slot, socket, cx| slot.service(socket, cx, now));
+        again |= self.each(
+            false,
+            |_| true,
+            |slot, socket, cx| slot.service(socket, cx, now),
+        );
         for _ in 0..EGRESS_ROUNDS {
             if self.iface.poll_egress(timestamp, device, &mut self.sockets) == PollResult::None {
                 break;
@@ -135,7 +142,11 @@ impl<'a, const N: usize> Server<'a, N> {
         }
         // Sending may have finished a reset, a timeout or the last ACK of a
         // close: recycle those slots at once.
-        again |= self.each(true, |slot, socket, cx| slot.service(socket, cx, now));
+        again |= self.each(
+            true,
+            |_| true,
+            |slot, socket, cx| slot.service(socket, cx, now),
+        );
 
         let mut next = self.iface.poll_at(timestamp, &self.sockets).map(millis);
         for slot in self.slots.iter() {
@@ -197,11 +208,12 @@ impl<'a, const N: usize> Server<'a, N> {
             .count()
     }
 
-    /// Runs `step` on every slot with its socket (`sent`: after this
-    /// poll's egress); true if any returned true.
+    /// Runs `step` on every slot that is `wanted`, with its socket (`sent`:
+    /// after this poll's egress); true if any returned true.
     fn each(
         &mut self,
         sent: bool,
+        wanted: impl Fn(&Slot) -> bool,
         mut step: impl FnMut(&mut Slot, &mut Socket<'a>, &mut Context<'_>) -> bool,
     ) -> bool {
         let Server {
@@ -224,7 +236,7 @@ impl<'a, const N: usize> Server<'a, N> {
             sources,
         };
         let mut any = false;
-        for slot in slots.iter_mut() {
+        for slot in slots.iter_mut().filter(|slot| wanted(slot)) {
             any |= step(slot, sockets.get_mut::<Socket>(slot.handle), &mut cx);
         }
         any

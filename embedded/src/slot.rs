@@ -114,6 +114,11 @@ impl Slot {
         socket.set_keep_alive(None);
     }
 
+    /// True while the slot listens (or a handshake is under way).
+    pub(crate) fn is_listening(&self) -> bool {
+        matches!(self.phase, Phase::Listening)
+    }
+
     /// True once the slot neither listens nor holds a connection.
     pub(crate) fn is_stopped(&self) -> bool {
         matches!(self.phase, Phase::Stopped)

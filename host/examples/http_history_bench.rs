@@ -6,19 +6,23 @@
 //! ```
 //!
 //! Fills DB (default: a fresh file in a temporary directory; an existing
-//! file is reused), starts the HTTP side on loopback, and times the request
-//! over HTTP 20 times after 2 warm-up requests; prints the query plan and
-//! the median, minimum and maximum.
+//! file is reused) with schema version 1, as a database of an older envhub,
+//! then opens it as the server does, which upgrades it and builds the
+//! per-minute rollup (timed); starts the HTTP side on loopback and times the
+//! request over HTTP 20 times after 2 warm-up requests; prints the sizes,
+//! the query plans and the median, minimum and maximum.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use envhub_host::history::schema::SCHEMA;
-use envhub_host::http::history::BUCKETS_SQL;
+use envhub_host::history::rollup::COLUMNS;
+use envhub_host::history::schema::{open_rw, READINGS};
+use envhub_host::history::Sync;
+use envhub_host::http::history::{raw_buckets, Reader, BUCKETS_SQL};
 use envhub_host::http::{Http, Options};
 use envhub_host::services::unix_ms;
 use envhub_host::{Cli, Server};
@@ -26,7 +30,29 @@ use envhub_host::{Cli, Server};
 const ROWS: i64 = 30 * 24 * 3600;
 const LOCATION: &str = "living room";
 
+fn size(path: &Path) -> u64 {
+    ["", "-wal"]
+        .iter()
+        .map(|s| {
+            std::fs::metadata(format!("{}{s}", path.display()))
+                .map(|m| m.len())
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+fn plan(c: &rusqlite::Connection, sql: &str, params: impl rusqlite::Params) -> Vec<String> {
+    c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .unwrap()
+        .query_map(params, |r| r.get::<_, String>(3))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
 fn main() {
+    // The upgrade's log line.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let path = std::env::args_os()
         .nth(1)
         .map(PathBuf::from)
@@ -39,7 +65,8 @@ fn main() {
         let t = Instant::now();
         let mut c = rusqlite::Connection::open(&path).expect("create the database");
         c.pragma_update(None, "journal_mode", "WAL").unwrap();
-        c.execute_batch(SCHEMA).unwrap();
+        c.execute_batch(&format!("{READINGS} PRAGMA user_version = 1;"))
+            .unwrap();
         let tx = c.transaction().unwrap();
         {
             let mut ins = tx
@@ -59,25 +86,41 @@ fn main() {
             }
         }
         tx.commit().unwrap();
+        drop(c);
         println!(
-            "filled {ROWS} rows in {:?} ({} MB)",
+            "filled {ROWS} rows (schema version 1) in {:?}: {} bytes, {:.1} bytes per reading",
             t.elapsed(),
-            std::fs::metadata(&path).map(|m| m.len() >> 20).unwrap_or(0)
+            size(&path),
+            size(&path) as f64 / ROWS as f64
         );
     }
+    // As the server opens it: a version 1 file is upgraded (logged).
+    let t = Instant::now();
+    let opened = open_rw(&path, Sync::Normal).expect("open as the server does");
+    println!("opened (and upgraded if needed) in {:?}", t.elapsed());
+    drop(opened);
+    println!(
+        "now {} bytes, {:.1} bytes per reading",
+        size(&path),
+        size(&path) as f64 / ROWS as f64
+    );
     {
         let c = rusqlite::Connection::open(&path).unwrap();
-        let mut plan = c
-            .prepare(&format!("EXPLAIN QUERY PLAN {BUCKETS_SQL}"))
-            .unwrap();
-        let rows: Vec<String> = plan
-            .query_map(rusqlite::params![LOCATION, 0, 1, 1, 1], |r| {
-                r.get::<_, String>(3)
-            })
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        println!("plan: {rows:?}");
+        println!(
+            "raw plan: {:?}",
+            plan(&c, BUCKETS_SQL, rusqlite::params![LOCATION, 0, 1, 1, 1])
+        );
+        println!(
+            "rollup plan: {:?}",
+            plan(
+                &c,
+                &format!(
+                    "SELECT minute, {COLUMNS} FROM readings_minute \
+                     WHERE location = ?1 AND minute >= ?2 AND minute < ?3 ORDER BY minute"
+                ),
+                rusqlite::params![LOCATION, 0, 1]
+            )
+        );
     }
 
     let server = Server::bind(&Cli::parse_from([
@@ -127,4 +170,15 @@ fn main() {
         times.len()
     );
     drop(http);
+    // The same answer as the raw rows give (the old query, about 1 s).
+    let reader = Reader::open(&path).unwrap();
+    let (from_ms, to_ms) = (now - ROWS * 1000, now);
+    let fast = reader.buckets(LOCATION, from_ms, to_ms, 500).unwrap();
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let raw = raw_buckets(&c, LOCATION, from_ms, to_ms, 500).unwrap();
+    assert_eq!(
+        fast, raw,
+        "the rollup's answer differs from the raw query's"
+    );
+    println!("same {} buckets as the raw query", raw.len());
 }

@@ -29,8 +29,7 @@
 //! again (the core is called with no new input and what it writes is
 //! flushed). Calling it with nothing waiting is harmless.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::io::{self, ErrorKind};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
@@ -43,6 +42,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
+use crate::timers::Timers;
 use crate::worker::{Client, End, Scratch, Step};
 use crate::Shared;
 
@@ -88,8 +88,17 @@ impl LoopHandle {
     }
 
     /// The hub has news for connections that wait on it: drive them again.
+    /// Wakes the loop only if it has not yet taken the last news (commits
+    /// come far more often than a busy loop polls).
     pub fn wake_hub(&self) {
-        self.hub_ready.store(true, Ordering::Release);
+        if !self.hub_ready.swap(true, Ordering::AcqRel) {
+            self.wake();
+        }
+    }
+
+    /// Wakes the loop to look at the server's state again (the acceptor
+    /// has stopped).
+    pub fn nudge(&self) {
         self.wake();
     }
 
@@ -136,7 +145,7 @@ impl EventLoop {
         let mut state = State {
             shared: &shared,
             clients: Slab::new(),
-            timers: BinaryHeap::new(),
+            timers: Timers::default(),
             again: VecDeque::new(),
             hub_waiters: HashSet::new(),
             scratch: Scratch::default(),
@@ -145,7 +154,11 @@ impl EventLoop {
         let mut events = Events::with_capacity(EVENTS);
         loop {
             let now = shared.hub.now_ms();
-            if state.stopping && state.clients.is_empty() && inbox_empty(handle) {
+            if state.stopping
+                && state.clients.is_empty()
+                && !shared.accepting.load(Ordering::Acquire)
+                && inbox_empty(handle)
+            {
                 return;
             }
             let timeout = if !state.again.is_empty() {
@@ -153,8 +166,8 @@ impl EventLoop {
             } else {
                 state
                     .timers
-                    .peek()
-                    .map(|Reverse((at, _))| Duration::from_millis(at.saturating_sub(now)))
+                    .next()
+                    .map(|at| Duration::from_millis(at.saturating_sub(now)))
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != ErrorKind::Interrupted {
@@ -228,7 +241,7 @@ fn inbox_empty(handle: &LoopHandle) -> bool {
 struct State<'a> {
     shared: &'a Shared,
     clients: Slab<Client>,
-    timers: BinaryHeap<Reverse<(u64, usize)>>,
+    timers: Timers,
     again: VecDeque<usize>,
     hub_waiters: HashSet<usize>,
     scratch: Scratch,
@@ -276,6 +289,9 @@ impl State<'_> {
                     // from the poll.
                     self.clients.remove(key);
                     self.hub_waiters.remove(&key);
+                    let clients = &self.clients;
+                    self.timers
+                        .prune(clients.len(), |key| clients.get(key).map(|c| c.armed));
                     return;
                 }
             }
@@ -287,18 +303,14 @@ impl State<'_> {
         if next < c.armed || c.armed <= now {
             c.armed = next;
             if next != u64::MAX {
-                self.timers.push(Reverse((next, key)));
+                self.timers.arm(next, key);
             }
         }
     }
 
     /// Drives every connection whose timer is due.
     fn fire_timers(&mut self, now: u64) {
-        while let Some(&Reverse((at, key))) = self.timers.peek() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
+        while let Some((at, key)) = self.timers.pop_due(now) {
             // A stale entry (the key was reused, or re-armed earlier) only
             // costs a drive that finds nothing to do.
             if let Some(c) = self.clients.get_mut(key) {

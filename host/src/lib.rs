@@ -41,12 +41,14 @@ pub mod mqtt;
 pub mod ratelog;
 pub mod services;
 pub mod shutdown;
+pub mod timers;
 pub mod worker;
 
 use std::fmt;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -87,6 +89,10 @@ pub struct Shared {
     pub encoding: Encoding,
     /// Most connections open at once.
     pub max_clients: u64,
+    /// True until the acceptor has handed over its last connection: a loop
+    /// that is stopping ends only after that, so a connection accepted just
+    /// before the stop is never left in a loop's inbox.
+    pub accepting: AtomicBool,
 }
 
 impl Shared {
@@ -161,6 +167,7 @@ impl Server {
             config: cli.config(),
             encoding: cli.encoding,
             max_clients: cli.max_clients,
+            accepting: AtomicBool::new(true),
         });
         // A commit decides the tickets that connections wait for: the loops
         // drive those connections again.
@@ -220,6 +227,10 @@ impl Server {
         }
         listener::accept_loop(&self.listener, &self.shared);
         drop(self.listener);
+        self.shared.accepting.store(false, Ordering::Release);
+        for l in &self.shared.loops {
+            l.nudge();
+        }
         let open = self.shared.hub.clients();
         info!("stopped accepting; closing {open} connection(s)");
         let start = Instant::now();
@@ -407,6 +418,50 @@ mod tests {
         );
         run.join().unwrap();
         assert!(TcpStream::connect(addr).is_err(), "still accepting");
+    }
+
+    /// A connection the acceptor took just before the stop reaches its
+    /// loop after that loop has closed everything else: the loop waits for
+    /// the acceptor, takes it, and it hears `shutting_down` too.
+    #[test]
+    fn a_stopping_loop_waits_for_the_acceptor() {
+        let cli = Cli::parse_from([
+            "envhub",
+            "--bind",
+            "127.0.0.1:0",
+            "--no-db",
+            "--threads",
+            "1",
+        ]);
+        let Server {
+            listener,
+            loops,
+            shared,
+        } = Server::bind(&cli).unwrap();
+        let evloop = loops.into_iter().next().unwrap();
+        let run = {
+            let shared = Arc::clone(&shared);
+            thread::spawn(move || evloop.run(0, shared))
+        };
+        shared.shutdown.trigger();
+        thread::sleep(Duration::from_millis(200));
+        assert!(!run.is_finished(), "the loop ended while the acceptor ran");
+
+        // This test is the acceptor: one last connection, then it stops.
+        let (_client, mut reader) = connect(listener.local_addr().unwrap());
+        let (sock, peer) = listener.accept().unwrap();
+        sock.set_nonblocking(true).unwrap();
+        shared.admission.open(peer.ip()).unwrap();
+        let id = shared.hub.open();
+        shared.loops[0].hand(evloop::Handoff { id, peer, sock });
+        shared.accepting.store(false, Ordering::Release);
+        shared.loops[0].nudge();
+
+        let mut rest = String::new();
+        reader.read_to_string(&mut rest).unwrap();
+        assert_eq!(rest, "{\"ok\":false,\"error\":\"shutting_down\"}\n");
+        run.join().unwrap();
+        assert_eq!(shared.hub.clients(), 0);
     }
 
     #[test]

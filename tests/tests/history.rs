@@ -48,6 +48,50 @@ fn rows(db: &Path) -> Vec<Row> {
     .unwrap()
 }
 
+/// One minute of the rollup: location, minute, count, sum, min and max of
+/// temp, of hum.
+type Minute = (String, i64, i64, f64, f64, f64, f64, f64, f64);
+
+/// The per-minute rollup `readings_minute` agrees with `readings`: the same
+/// minutes, counts, sums (SQLite's `sum()` and the exact pair rounded once
+/// are the same double), minima and maxima.
+fn rollup_in_step(db: &Path) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let read = |sql: &str| -> Vec<Minute> {
+        let mut stmt = conn.prepare(sql).unwrap();
+        stmt.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+            ))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    };
+    let rollup = read(
+        "SELECT location, minute, n, sum_temp + sum_temp_err, min_temp, max_temp, \
+         sum_hum + sum_hum_err, min_hum, max_hum FROM readings_minute ORDER BY location, minute",
+    );
+    let from_rows = read(
+        "SELECT location, (ts_ms - ((ts_ms % 60000) + 60000) % 60000) / 60000 AS m, count(*), \
+         sum(temp), min(temp), max(temp), sum(hum), min(hum), max(hum) \
+         FROM readings GROUP BY location, m ORDER BY location, m",
+    );
+    assert!(!rollup.is_empty());
+    assert_eq!(
+        rollup, from_rows,
+        "readings_minute out of step with readings"
+    );
+}
+
 /// The temperature of reading number `seq`: it varies, so a restored value
 /// shows which row it came from.
 fn temp(seq: u64) -> String {
@@ -149,7 +193,8 @@ fn pipelining_clients(
 }
 
 /// 8 clients pipeline readings; the server is killed with SIGKILL; every
-/// reading whose ack a client received is a row. Then a restart restores
+/// reading whose ack a client received is a row, and the per-minute rollup
+/// is in step with the rows. Then a restart restores
 /// `latest` from the newest rows, with ages counted from their `ts_ms`.
 fn kill_9_loses_no_acknowledged_reading(shell: Shell) {
     let dir = TempDir::new().unwrap();
@@ -160,6 +205,8 @@ fn kill_9_loses_no_acknowledged_reading(shell: Shell) {
     server.kill9();
     let acked: Vec<(String, Vec<u64>)> = clients.into_iter().map(|c| c.join().unwrap()).collect();
     let rows = all_acked_are_rows(&db, &acked);
+    // The rollup was committed with the rows: in step after the kill.
+    rollup_in_step(&db);
 
     // Restart on the same file: `latest` is the newest row of each room.
     let server = Server::start(shell, Opts::default().db(&db));

@@ -4,6 +4,8 @@
 //!   (and [`open_readonly`] for the MQTT bridge and the HTTP side).
 //! - [`writer`]: the one writer thread: group commit, then the readings go
 //!   into the store, the feed and the acks.
+//! - [`rollup`]: the per-minute rollup `readings_minute`, kept in step
+//!   with `readings` in the same transactions.
 //! - [`retention`]: deleting old rows in small batches.
 //! - [`restore`]: the newest row of each location, for `latest` after a
 //!   restart.
@@ -17,6 +19,7 @@
 
 pub mod restore;
 pub mod retention;
+pub mod rollup;
 pub mod schema;
 pub mod writer;
 

@@ -7,9 +7,14 @@
 //! of the table, so it takes a few milliseconds however large the table
 //! is. Only rows older than the cutoff are ever deleted; should the clock
 //! have stepped back, a younger row at the front holds the sweep until it
-//! ages too.
+//! ages too. Each sweep also recomputes the minutes of the rollup it took
+//! rows from, in its transaction (see [`sweep`]).
 
-use rusqlite::Connection;
+use std::collections::BTreeSet;
+
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+use super::rollup;
 
 /// Rows looked at (and at most deleted) by one sweep.
 pub const BATCH: i64 = 500;
@@ -24,14 +29,31 @@ pub fn cutoff(now_ms: i64, days: u32) -> Option<i64> {
 }
 
 /// Deletes rows older than `cutoff_ms` among the [`BATCH`] oldest, in one
-/// transaction; returns how many went. A full batch means more may be
-/// waiting.
+/// transaction, and in the same transaction recomputes each minute of the
+/// rollup that lost rows from the rows left in it (the minute goes when
+/// none is left), so no minute counts a deleted row; returns how many rows
+/// went. A full batch means more may be waiting.
 pub fn sweep(conn: &Connection, cutoff_ms: i64) -> rusqlite::Result<usize> {
-    conn.prepare_cached(
-        "DELETE FROM readings WHERE id IN \
-         (SELECT id FROM readings ORDER BY id LIMIT ?2) AND ts_ms < ?1",
-    )?
-    .execute((cutoff_ms, BATCH))
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+    let mut minutes = BTreeSet::new();
+    let mut deleted = 0;
+    {
+        let mut delete = tx.prepare_cached(
+            "DELETE FROM readings WHERE id IN \
+             (SELECT id FROM readings ORDER BY id LIMIT ?2) AND ts_ms < ?1 \
+             RETURNING location, ts_ms",
+        )?;
+        let mut rows = delete.query((cutoff_ms, BATCH))?;
+        while let Some(r) = rows.next()? {
+            deleted += 1;
+            minutes.insert((r.get::<_, String>(0)?, rollup::minute_of(r.get(1)?)));
+        }
+    }
+    for (location, minute) in &minutes {
+        rollup::recompute(&tx, location, *minute)?;
+    }
+    tx.commit()?;
+    Ok(deleted)
 }
 
 #[cfg(test)]

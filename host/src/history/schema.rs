@@ -8,19 +8,24 @@
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use log::info;
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
-use rusqlite::{Connection, ErrorCode, OpenFlags};
+use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
 
-use super::Sync;
+use super::{rollup, Sync};
 
 /// The schema version this program writes and reads (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i32 = 1;
+/// Version 2 added the rollup `readings_minute`; a version 1 file is
+/// upgraded when the server opens it ([`open_rw`]).
+pub const SCHEMA_VERSION: i32 = 2;
 
-/// The public schema, version 1, exactly as documented in the README.
-pub const SCHEMA: &str = "\
+/// The text of [`READINGS`], spelled once for it and [`SCHEMA`].
+macro_rules! readings_sql {
+    () => {
+        "\
 CREATE TABLE readings (
   id       INTEGER PRIMARY KEY,   -- arrival order
   ts_ms    INTEGER NOT NULL,      -- server wall clock when received, Unix milliseconds
@@ -30,7 +35,43 @@ CREATE TABLE readings (
   seq      INTEGER                -- as sent, or NULL
 );
 CREATE INDEX readings_by_location ON readings(location, ts_ms);
-";
+"
+    };
+}
+
+/// The text of [`ROLLUP`], spelled once for it and [`SCHEMA`].
+macro_rules! rollup_sql {
+    () => {
+        "\
+CREATE TABLE readings_minute (     -- derived from readings, kept in step by envhub
+  location     TEXT    NOT NULL,
+  minute       INTEGER NOT NULL,  -- floor(ts_ms / 60000)
+  n            INTEGER NOT NULL,  -- rows of readings in this minute (at least 1)
+  sum_temp     REAL    NOT NULL,  -- sum of temp, rounded to a double
+  sum_temp_err REAL    NOT NULL,  -- sum_temp + sum_temp_err is the exact sum
+  min_temp     REAL    NOT NULL,
+  max_temp     REAL    NOT NULL,
+  sum_hum      REAL    NOT NULL,
+  sum_hum_err  REAL    NOT NULL,
+  min_hum      REAL    NOT NULL,
+  max_hum      REAL    NOT NULL,
+  PRIMARY KEY (location, minute)
+) WITHOUT ROWID;
+"
+    };
+}
+
+/// The table `readings` and its index: the whole public schema of version
+/// 1, unchanged since.
+pub const READINGS: &str = readings_sql!();
+
+/// The per-minute rollup of `readings`, added in version 2 (see
+/// [`super::rollup`]).
+pub const ROLLUP: &str = rollup_sql!();
+
+/// The public schema, version 2, exactly as documented in
+/// `docs/PROTOCOL.md`: [`READINGS`] and [`ROLLUP`].
+pub const SCHEMA: &str = concat!(readings_sql!(), rollup_sql!());
 
 /// How long a statement waits for a lock another connection holds (a
 /// reader's checkpoint, say) before it fails.
@@ -176,8 +217,31 @@ pub fn open_rw(path: &Path, sync: Sync) -> Result<Opened, OpenError> {
             "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         ))
         .map_err(sqlite)?;
+    } else if version < SCHEMA_VERSION {
+        upgrade(path, &conn).map_err(sqlite)?;
     }
     Ok(Opened { conn, lock })
+}
+
+/// Upgrades a version 1 file to [`SCHEMA_VERSION`] in one transaction
+/// (all or nothing: a crash leaves version 1): creates the rollup, builds
+/// it from `readings` and logs one line with the count and the time.
+/// Setting `user_version` back to 1 by hand makes the next start rebuild
+/// the rollup the same way (after `readings` was edited by hand, say).
+fn upgrade(path: &Path, conn: &Connection) -> rusqlite::Result<()> {
+    let start = Instant::now();
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+    tx.execute_batch(&format!("DROP TABLE IF EXISTS readings_minute; {ROLLUP}"))?;
+    let (rows, minutes) = rollup::rebuild(&tx)?;
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()?;
+    info!(
+        "history: {}: schema upgraded from version 1 to {SCHEMA_VERSION}: \
+         per-minute rollup of {rows} rows ({minutes} minutes) built in {} ms",
+        path.display(),
+        start.elapsed().as_millis()
+    );
+    Ok(())
 }
 
 /// Opens `path` read-only for a side service (the MQTT bridge, the HTTP
@@ -224,8 +288,16 @@ fn check(path: &Path, conn: &Connection) -> Result<i32, OpenError> {
             _ => Err(OpenError::Foreign(path.to_owned())),
         };
     }
-    // Version 1: the columns must be there.
+    // Version 1 and later: the columns must be there; from version 2 also
+    // the rollup's.
     conn.prepare("SELECT id, ts_ms, location, temp, hum, seq FROM readings LIMIT 0")
         .map_err(|_| OpenError::Foreign(path.to_owned()))?;
+    if version >= 2 {
+        conn.prepare(&format!(
+            "SELECT location, minute, {} FROM readings_minute LIMIT 0",
+            rollup::COLUMNS
+        ))
+        .map_err(|_| OpenError::Foreign(path.to_owned()))?;
+    }
     Ok(version)
 }

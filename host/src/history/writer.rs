@@ -7,8 +7,10 @@
 //! tickets are decided, so the connections send the acks. A transaction
 //! that fails (disk full, I/O error) decides its tickets as
 //! `storage_error`; nothing of it is stored, and the next batch simply tries
-//! again. Between batches the writer deletes old rows, one small batch at a
-//! time, so no ack waits for more than one short delete.
+//! again. The same transaction adds the batch to the per-minute rollup
+//! ([`rollup::add`]), so rows and rollup are always in step. Between
+//! batches the writer deletes old rows, one small batch at a time, so no
+//! ack waits for more than one short delete.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -22,9 +24,9 @@ use log::{debug, info, warn};
 use rusqlite::TransactionBehavior;
 
 use super::restore::real;
-use super::retention;
 use super::schema::Opened;
 use super::Options;
+use super::{retention, rollup};
 use crate::hub::Latest;
 use crate::services::unix_ms;
 
@@ -391,6 +393,19 @@ impl Writer {
                 ids.push(tx.last_insert_rowid());
             }
         }
+        // The rollup, in the same transaction: it never disagrees with the
+        // rows, whenever the process dies.
+        rollup::add(
+            &tx,
+            batch
+                .iter()
+                .zip(fits)
+                .filter(|(_, fit)| **fit)
+                .map(|(q, _)| {
+                    let r = &q.reading;
+                    (r.location.as_str(), q.ts_ms, real(r.temp), real(r.hum))
+                }),
+        )?;
         tx.commit()?;
         Ok(ids)
     }

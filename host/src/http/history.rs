@@ -12,6 +12,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use envhub_core::{Location, Tenths};
 
+use crate::history::rollup::{self, Aggregate};
 use crate::services::Kept;
 
 /// Connections kept open for reuse; more are opened when needed.
@@ -95,8 +96,12 @@ impl Reader {
     }
 
     /// At most `max_points` buckets of equal width over `from_ms..=to_ms`
-    /// for `location`, oldest first; empty buckets are left out. The
-    /// aggregation runs in SQL over the `readings_by_location` index.
+    /// for `location`, oldest first; empty buckets are left out. Bucket
+    /// `i` starts at `from_ms + i * width`. Whole minutes come from the
+    /// rollup `readings_minute`, the partial minutes at the edges of each
+    /// bucket from `readings` ([`rollup_buckets`]); the answer is the same
+    /// as [`raw_buckets`] over the raw rows, which serves buckets narrower
+    /// than a minute and databases without the rollup.
     pub fn buckets(
         &self,
         location: &str,
@@ -104,27 +109,15 @@ impl Reader {
         to_ms: i64,
         max_points: u32,
     ) -> rusqlite::Result<Vec<Point>> {
-        let width = bucket_width(from_ms, to_ms, max_points);
-        let span = i128::from(to_ms) - i128::from(from_ms) + 1;
-        let buckets = i64::try_from((span + i128::from(width) - 1) / i128::from(width))
-            .unwrap_or(i64::from(max_points));
         self.with(|c| {
-            let mut stmt = c.prepare_cached(BUCKETS_SQL)?;
-            let rows = stmt.query_map(params![location, from_ms, to_ms, width, buckets], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
-            })?;
-            let mut points = Vec::new();
-            for row in rows {
-                let (b, agg) = row?;
-                // An empty bucket has no aggregates.
-                let Some(agg) = agg else { continue };
-                let [ta, tmin, tmax, ha, hmin, hmax]: [f64; 6] = serde_json::from_str(&agg)
-                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-                let ts = from_ms.saturating_add(b.saturating_mul(width));
-                points.push((ts, round2(ta), tmin, tmax, round2(ha), hmin, hmax));
+            let version: i32 = c.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            let plan = (version >= 2)
+                .then(|| Plan::new(from_ms, to_ms, max_points))
+                .flatten();
+            match plan {
+                Some(plan) => rollup_buckets(c, location, &plan),
+                None => raw_buckets(c, location, from_ms, to_ms, max_points),
             }
-            points.sort_by_key(|p| p.0);
-            Ok(points)
         })
     }
 
@@ -167,7 +160,177 @@ impl Reader {
     }
 }
 
-/// The bucket query (public for the benchmark's query plan): one row per bucket number `i` (`0..?5`), with the
+/// The buckets of a request that the rollup can serve: every bound fits
+/// an `i64`, and buckets are at least a minute wide (a narrower one holds
+/// no whole minute).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The first bucket's start.
+    pub from_ms: i64,
+    /// Bucket width, ms.
+    pub width: i64,
+    /// `(start, end)` of each bucket, end inclusive (the last one ends at
+    /// `to_ms`).
+    pub bounds: Vec<(i64, i64)>,
+}
+
+impl Plan {
+    /// The plan of `/api/history`'s buckets, or `None` when the rollup
+    /// cannot help (see the type).
+    pub fn new(from_ms: i64, to_ms: i64, max_points: u32) -> Option<Plan> {
+        let width = bucket_width(from_ms, to_ms, max_points);
+        if width < rollup::MINUTE_MS || from_ms > to_ms {
+            return None;
+        }
+        let mut bounds = Vec::new();
+        let mut start = from_ms;
+        loop {
+            let end = start.checked_add(width - 1)?.min(to_ms);
+            bounds.push((start, end));
+            if end == to_ms {
+                break;
+            }
+            start = end + 1;
+        }
+        Some(Plan {
+            from_ms,
+            width,
+            bounds,
+        })
+    }
+}
+
+/// The whole minutes `lo..hi` inside `start..=end`, if any.
+fn whole_minutes(start: i64, end: i64) -> Option<(i64, i64)> {
+    let lo = rollup::minute_of(start.checked_add(rollup::MINUTE_MS - 1)?);
+    let hi = rollup::minute_of(end.checked_add(1)?);
+    (lo < hi).then_some((lo, hi))
+}
+
+/// `/api/history` from the rollup: the rows of the minutes that straddle a
+/// bucket's edges (at most two per bucket) from `readings`, the whole
+/// minutes between from `readings_minute` (one range scan for all
+/// buckets), combined exactly ([`rollup::Sum`]), all in one read
+/// transaction so that both tables are seen at the same commit.
+pub fn rollup_buckets(c: &Connection, location: &str, plan: &Plan) -> rusqlite::Result<Vec<Point>> {
+    let tx = c.unchecked_transaction()?;
+    let mut aggs: Vec<Option<Aggregate>> = vec![None; plan.bounds.len()];
+    let mut whole = Vec::with_capacity(plan.bounds.len());
+    for (i, &(start, end)) in plan.bounds.iter().enumerate() {
+        let minutes = whole_minutes(start, end);
+        whole.push(minutes);
+        let edges = match minutes {
+            Some((lo, hi)) => [
+                (start, lo * rollup::MINUTE_MS - 1),
+                (hi * rollup::MINUTE_MS, end),
+            ],
+            None => [(start, end), (1, 0)],
+        };
+        for (from, to) in edges {
+            if from <= to {
+                if let Some(raw) = rollup::raw(&tx, location, from, to)? {
+                    Aggregate::merge_into(&mut aggs[i], &raw);
+                }
+            }
+        }
+    }
+    let (first, last) = (whole.iter().flatten().next(), whole.iter().flatten().last());
+    if let (Some(&(lo, _)), Some(&(_, hi))) = (first, last) {
+        let mut stmt = tx.prepare_cached(&format!(
+            "SELECT minute, {} FROM readings_minute \
+             WHERE location = ?1 AND minute >= ?2 AND minute < ?3 ORDER BY minute",
+            rollup::COLUMNS
+        ))?;
+        let mut rows = stmt.query(params![location, lo, hi])?;
+        while let Some(r) = rows.next()? {
+            let minute: i64 = r.get(0)?;
+            // The bucket holding the minute's start; the minute counts only
+            // when it is whole inside it (else its rows were read above).
+            let offset =
+                i128::from(minute) * i128::from(rollup::MINUTE_MS) - i128::from(plan.from_ms);
+            let Ok(i) = usize::try_from(offset / i128::from(plan.width)) else {
+                continue;
+            };
+            match whole.get(i) {
+                Some(Some((lo, hi))) if (*lo..*hi).contains(&minute) => {
+                    Aggregate::merge_into(&mut aggs[i], &Aggregate::from_row(r, 1)?);
+                }
+                _ => {}
+            }
+        }
+    }
+    drop(tx);
+    Ok(plan
+        .bounds
+        .iter()
+        .zip(aggs)
+        .filter_map(|(&(start, _), agg)| {
+            let a = agg?;
+            Some((
+                start,
+                round2(a.temp.avg(a.n)),
+                a.temp.min,
+                a.temp.max,
+                round2(a.hum.avg(a.n)),
+                a.hum.min,
+                a.hum.max,
+            ))
+        })
+        .collect())
+}
+
+/// `/api/history` from the raw rows alone ([`BUCKETS_SQL`]), as before
+/// the rollup (public for the benchmark's check).
+pub fn raw_buckets(
+    c: &Connection,
+    location: &str,
+    from_ms: i64,
+    to_ms: i64,
+    max_points: u32,
+) -> rusqlite::Result<Vec<Point>> {
+    let width = bucket_width(from_ms, to_ms, max_points);
+    let span = i128::from(to_ms) - i128::from(from_ms) + 1;
+    let buckets = i64::try_from((span + i128::from(width) - 1) / i128::from(width))
+        .unwrap_or(i64::from(max_points));
+    let mut stmt = c.prepare_cached(BUCKETS_SQL)?;
+    let rows = stmt.query_map(params![location, from_ms, to_ms, width, buckets], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
+    })?;
+    let mut points = Vec::new();
+    for row in rows {
+        let (b, agg) = row?;
+        // An empty bucket has no aggregates.
+        let Some(agg) = agg else { continue };
+        let [ta, tmin, tmax, ha, hmin, hmax] = floats(&agg).ok_or_else(|| {
+            rusqlite::Error::ToSqlConversionFailure(format!("not 6 numbers: {agg}").into())
+        })?;
+        let ts = from_ms.saturating_add(b.saturating_mul(width));
+        points.push((ts, round2(ta), tmin, tmax, round2(ha), hmin, hmax));
+    }
+    points.sort_by_key(|p| p.0);
+    Ok(points)
+}
+
+/// The six numbers of a JSON array `[a,b,c,d,e,f]` as SQLite writes it
+/// (`%!.17g`: each number reads back as the very double it was), each
+/// read with Rust's correctly rounded parser. Written by hand because
+/// serde_json's default float parser may land one ulp off for 17 digits
+/// (its exact one is a crate-wide feature), and one ulp moves an average
+/// that sits on x.xx5 to the other side of `round2`: the average of 79.4,
+/// 72.0, 0.2 and 0.1 is `37.925000000000004`, and read one ulp low it
+/// became 37.92 instead of 37.93.
+fn floats(text: &str) -> Option<[f64; 6]> {
+    let inner = text.trim().strip_prefix('[')?.strip_suffix(']')?;
+    let mut out = [0.0; 6];
+    let mut parts = inner.split(',');
+    for slot in &mut out {
+        *slot = parts.next()?.trim().parse().ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+/// The bucket query over the raw rows (public for the benchmark's query
+/// plan): one row per bucket number `i` (`0..?5`), with the
 /// six aggregates of the rows in it as a JSON array, or NULL for an empty
 /// bucket. Each bucket is its own range search of the index on
 /// `(location, ts_ms)` (`INDEXED BY`: SQLite uses it or fails loudly), so
@@ -221,6 +384,8 @@ fn tenths(x: f64) -> Tenths {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn db(dir: &Path) -> (PathBuf, Connection) {
@@ -330,5 +495,253 @@ mod tests {
         );
         assert!(!plan.iter().any(|p| p.contains("TEMP B-TREE")), "{plan:?}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    // =========================================================================================
+    // The rollup path against the raw query
+    // =========================================================================================
+
+    /// The raw query as it was before the rollup, kept here word for word
+    /// as the reference: every answer of [`Reader::buckets`] must equal it.
+    const REFERENCE_SQL: &str = "\
+WITH RECURSIVE b(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM b WHERE i + 1 < ?5) \
+SELECT i, (SELECT json_array(avg(temp), min(temp), max(temp), avg(hum), min(hum), max(hum)) \
+           FROM readings INDEXED BY readings_by_location \
+           WHERE location = ?1 AND ts_ms >= ?2 + i * ?4 AND ts_ms < ?2 + (i + 1) * ?4 \
+             AND ts_ms <= ?3 \
+           HAVING count(*) > 0) \
+FROM b";
+
+    /// The answer of [`REFERENCE_SQL`]: SQLite's `avg()`, `min()` and
+    /// `max()` per bucket, each number read back exactly, averages rounded
+    /// with `round2` as ever.
+    fn reference(c: &Connection, location: &str, from: i64, to: i64, max: u32) -> Vec<Point> {
+        let width = bucket_width(from, to, max);
+        let span = i128::from(to) - i128::from(from) + 1;
+        let buckets = i64::try_from((span + i128::from(width) - 1) / i128::from(width))
+            .unwrap_or(i64::from(max));
+        let mut stmt = c.prepare(REFERENCE_SQL).unwrap();
+        let mut points: Vec<Point> = stmt
+            .query_map(params![location, from, to, width, buckets], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .filter_map(|(b, agg)| {
+                let agg = agg?;
+                let v: Vec<f64> = agg
+                    .trim_matches(['[', ']'])
+                    .split(',')
+                    .map(|x| x.parse::<f64>().unwrap())
+                    .collect();
+                let ts = from.saturating_add(b.saturating_mul(width));
+                Some((ts, round2(v[0]), v[1], v[2], round2(v[3]), v[4], v[5]))
+            })
+            .collect();
+        points.sort_by_key(|p| p.0);
+        points
+    }
+
+    /// A database made by the server's own open (schema version 2), in
+    /// `dir`, and the writer's connection.
+    fn server_db(dir: &tempfile::TempDir) -> (PathBuf, crate::history::schema::Opened) {
+        let path = dir.path().join("envhub.db");
+        let opened = crate::history::schema::open_rw(&path, crate::history::Sync::Normal).unwrap();
+        (path, opened)
+    }
+
+    /// Rows `(location, ts_ms, temp tenths, hum tenths)` written as the
+    /// writer does: one transaction per batch, the rows and then
+    /// [`rollup::add`] over them.
+    fn write_batches(conn: &mut Connection, rows: &[(&str, i64, i16, i16)], batch: usize) {
+        for chunk in rows.chunks(batch.max(1)) {
+            let tx = conn.transaction().unwrap();
+            for &(loc, ts, t, h) in chunk {
+                tx.execute(
+                    "INSERT INTO readings (ts_ms, location, temp, hum) VALUES (?1, ?2, ?3, ?4)",
+                    params![ts, loc, f64::from(t) / 10.0, f64::from(h) / 10.0],
+                )
+                .unwrap();
+            }
+            rollup::add(
+                &tx,
+                chunk
+                    .iter()
+                    .map(|&(l, ts, t, h)| (l, ts, f64::from(t) / 10.0, f64::from(h) / 10.0)),
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+    }
+
+    /// 2026-11-30 00:00 UTC, plus 17 s so minutes and buckets do not align.
+    const T0: i64 = 1_764_460_800_000 + 17_000;
+
+    #[test]
+    fn the_rollup_is_what_the_answer_is_read_from() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let (path, mut opened) = server_db(&dir);
+        // An hour of one reading per second, 20.0 °C and 50.0 %.
+        let rows: Vec<(&str, i64, i16, i16)> = (0..3_600)
+            .map(|i| ("hall", T0 + i * 1_000, 200, 500))
+            .collect();
+        write_batches(&mut opened.conn, &rows, 250);
+        let r = Reader::open(&path).unwrap();
+        let (from, to) = (T0, T0 + 3_599_999);
+        let before = r.buckets("hall", from, to, 6).unwrap();
+        assert_eq!(before, reference(&opened.conn, "hall", from, to, 6));
+        assert_eq!(before.len(), 6);
+        // A minute wholly inside the second bucket, changed in the rollup
+        // only: the answer follows it, so it came from there.
+        let minute = rollup::minute_of(T0 + 15 * 60_000);
+        opened
+            .conn
+            .execute(
+                "UPDATE readings_minute SET max_temp = 99.5 WHERE location = 'hall' AND minute = ?1",
+                [minute],
+            )
+            .unwrap();
+        let after = r.buckets("hall", from, to, 6).unwrap();
+        assert_eq!(after[1].3, 99.5, "{after:?}");
+        assert_eq!(after[0], before[0]);
+        // Narrower than a minute: the raw rows alone.
+        assert_eq!(
+            r.buckets("hall", from, from + 600_000, 500).unwrap(),
+            reference(&opened.conn, "hall", from, from + 600_000, 500)
+        );
+    }
+
+    #[test]
+    fn averages_on_x_xx5_round_as_sqlite_computes_them() {
+        // 79.4 + 72.0 + 0.2 + 0.1 in doubles is 151.70000000000002, so
+        // SQLite's avg() is 37.925000000000004: 37.93, from the rollup
+        // and from the raw rows alike.
+        assert_eq!(
+            floats("[21.55,21.5,21.6,37.925000000000004,0.1,79.4]").map(|f| round2(f[3])),
+            Some(37.93)
+        );
+        assert_eq!(floats("[1,2,3,4,5]"), None);
+        assert_eq!(floats("[1,2,3,4,5,6,7]"), None);
+        let dir = tempfile::TempDir::new().unwrap();
+        let (path, mut opened) = server_db(&dir);
+        let four = [(0, 794), (25_000, 720), (70_000, 2), (100_000, 1)];
+        let rows: Vec<(&str, i64, i16, i16)> = four
+            .iter()
+            .map(|&(dt, h)| ("x", T0 + 43_000 + dt, 215, h))
+            .collect();
+        write_batches(&mut opened.conn, &rows, 1);
+        let r = Reader::open(&path).unwrap();
+        // Whole minutes plus edges, and raw rows alone (narrow buckets).
+        for (max, width) in [(1, 1), (2, 2), (500, 500)] {
+            let got = r.buckets("x", T0, T0 + 299_999, max).unwrap();
+            assert_eq!(got, reference(&opened.conn, "x", T0, T0 + 299_999, max));
+            if width == 1 {
+                assert_eq!(got[0].4, 37.93, "{got:?}");
+            }
+        }
+        // Averages that fall exactly on x.xx5 (0.1 + 0.2 ... in doubles),
+        // in buckets of whole minutes and partial ones.
+        let mut rows = Vec::new();
+        for i in 0..2_000i64 {
+            let t = [1, 2, 3, 215, 216, -1, 7][(i % 7) as usize];
+            let h = [1, 2, 999, 1000, 5, 794, 720][(i % 7) as usize];
+            rows.push(("y", T0 + i * 2_500, t, h));
+        }
+        write_batches(&mut opened.conn, &rows, 37);
+        let end = T0 + 2_000 * 2_500;
+        for max in [1, 2, 3, 4, 7, 10, 16, 33, 64, 80, 100, 5_000] {
+            for from in [T0 - 59_999, T0, T0 + 1, T0 + 43_000] {
+                let got = r.buckets("y", from, end, max).unwrap();
+                assert_eq!(
+                    got,
+                    reference(&opened.conn, "y", from, end, max),
+                    "{from} {max}"
+                );
+            }
+        }
+    }
+
+    fn rows_strategy() -> impl Strategy<Value = Vec<(u8, i64, i16, i16)>> {
+        proptest::collection::vec(
+            (
+                0u8..3,
+                // Within about three hours, some on a minute's first ms.
+                prop_oneof![0i64..10_800_000, (0i64..180).prop_map(|s| s * 60_000)],
+                prop_oneof![-400i16..=1250, 0i16..=3, 215i16..=216],
+                prop_oneof![0i16..=1000, 0i16..=2, 719i16..=721],
+            ),
+            0..600,
+        )
+    }
+
+    fn query_strategy() -> impl Strategy<Value = (i64, i64, u32)> {
+        (
+            -600_000i64..11_000_000,
+            prop_oneof![
+                0i64..60_000,       // shorter than a minute
+                60_000i64..600_000, // a few minutes
+                0i64..12_000_000,   // up to all of it
+            ],
+            prop_oneof![1u32..=8, 1u32..=300, Just(500u32), Just(5_000u32)],
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Random rows in random batches, random ranges and widths
+        /// (shorter than a minute, narrower than a minute, not aligned to
+        /// minutes): the answer is the raw query's, bit for bit.
+        #[test]
+        fn the_rollup_answers_exactly_as_the_raw_query(
+            rows in rows_strategy(),
+            batch in 1usize..300,
+            queries in proptest::collection::vec(query_strategy(), 12),
+        ) {
+            let dir = tempfile::TempDir::new().unwrap();
+            let (path, mut opened) = server_db(&dir);
+            let names = ["a", "b é", "c 'q'"];
+            let rows: Vec<(&str, i64, i16, i16)> = rows
+                .iter()
+                .map(|&(l, ts, t, h)| (names[usize::from(l)], T0 + ts, t, h))
+                .collect();
+            write_batches(&mut opened.conn, &rows, batch);
+            let r = Reader::open(&path).unwrap();
+            for (from, len, max) in queries {
+                let (from, to) = (T0 + from, T0 + from + len);
+                for loc in ["a", "b é"] {
+                    let want = reference(&opened.conn, loc, from, to, max);
+                    prop_assert_eq!(
+                        r.buckets(loc, from, to, max).unwrap(),
+                        want.clone(),
+                        "{} {}..={} in {}", loc, from, to, max
+                    );
+                    if let Some(plan) = Plan::new(from, to, max) {
+                        let got = rollup_buckets(&opened.conn, loc, &plan).unwrap();
+                        prop_assert_eq!(got, want);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn plans_cover_the_range_in_buckets_of_the_width() {
+        assert_eq!(Plan::new(0, 59_999, 500), None, "narrower than a minute");
+        let p = Plan::new(10, 300_009, 5).unwrap();
+        assert_eq!(p.width, 60_000);
+        assert_eq!(p.bounds.first(), Some(&(10, 60_009)));
+        assert_eq!(p.bounds.last(), Some(&(240_010, 300_009)));
+        let p = Plan::new(0, 130_000, 2).unwrap();
+        assert_eq!(p.bounds, [(0, 65_000), (65_001, 130_000)]);
+        // Bounds past i64: the raw query serves it.
+        assert_eq!(
+            Plan::new(i64::MAX - 100_000, i64::MAX, 1).map(|p| p.bounds.len()),
+            Some(1)
+        );
+        assert_eq!(Plan::new(i64::MIN, i64::MAX, 1), None);
+        assert_eq!(whole_minutes(1, 119_999), Some((1, 2)));
+        assert_eq!(whole_minutes(1, 119_998), None);
+        assert_eq!(whole_minutes(0, 59_999), Some((0, 1)));
     }
 }

@@ -111,12 +111,21 @@ impl Rig {
         let path = self.db.as_ref().expect("history on");
         let c = rusqlite::Connection::open(path).unwrap();
         c.busy_timeout(Duration::from_secs(5)).unwrap();
-        c.execute(
+        let tx = c.unchecked_transaction().unwrap();
+        tx.execute(
             "INSERT INTO readings (ts_ms, location, temp, hum, seq) VALUES (?1, ?2, ?3, ?4, ?5)",
             rusqlite::params![row.ts_ms, row.location, row.temp, row.hum, row.seq],
         )
         .unwrap();
-        let id = c.last_insert_rowid();
+        let id = tx.last_insert_rowid();
+        // The per-minute rollup too, in the same transaction, as the
+        // writer keeps it.
+        envhub_host::history::rollup::add(
+            &tx,
+            [(row.location.as_str(), row.ts_ms, row.temp, row.hum)],
+        )
+        .unwrap();
+        tx.commit().unwrap();
         self.shared.hub.services().feed.publish(row.kept(id));
         id
     }
@@ -177,7 +186,8 @@ impl Row {
     }
 }
 
-/// Inserts `rows` in order into the server's database at `path`.
+/// Inserts `rows` in order into the server's database at `path`, with
+/// their per-minute rollup.
 pub fn fill(path: &Path, rows: &[Row]) {
     let mut c = rusqlite::Connection::open(path).unwrap();
     c.busy_timeout(Duration::from_secs(5)).unwrap();
@@ -191,6 +201,14 @@ pub fn fill(path: &Path, rows: &[Row]) {
                 .unwrap();
         }
     }
+    // The per-minute rollup too, in the same transaction, as the writer
+    // keeps it.
+    envhub_host::history::rollup::add(
+        &tx,
+        rows.iter()
+            .map(|r| (r.location.as_str(), r.ts_ms, r.temp, r.hum)),
+    )
+    .unwrap();
     tx.commit().unwrap();
 }
 
