@@ -267,4 +267,31 @@ mod tests {
         assert_eq!(s.chunk(0, hello), Err(0));
         assert_eq!(s.chunk(4, hello), Err(4));
     }
+
+    /// Numbers with room for the fixed-size move and with only just enough
+    /// room (the byte-wise path).
+    #[test]
+    fn numbers_with_and_without_room_for_the_word() {
+        type Put = fn(&mut Sink<'_>);
+        let cases: [(Put, &str); 9] = [
+            (|s| s.put_u64(0), "0"),
+            (|s| s.put_u64(9_999_999_999_999_999), "9999999999999999"),
+            (|s| s.put_u64(10_000_000_000_000_000), "10000000000000000"),
+            (|s| s.put_u64(10_000_000_000_000_507), "10000000000000507"),
+            (|s| s.put_u64(u64::MAX), "18446744073709551615"),
+            (|s| s.put_tenths(Tenths(0)), "0.0"),
+            (|s| s.put_tenths(Tenths(-5)), "-0.5"),
+            (|s| s.put_tenths(Tenths(i16::MIN)), "-3276.8"),
+            (|s| s.put_tenths(Tenths(i16::MAX)), "3276.7"),
+        ];
+        for (put, want) in cases {
+            for room in [want.len(), 64] {
+                let mut buf = [b'#'; 64];
+                let mut s = Sink::new(&mut buf[..room]);
+                put(&mut s);
+                let n = s.len();
+                assert_eq!(core::str::from_utf8(&buf[..n]), Ok(want), "room {room}");
+            }
+        }
+    }
 }

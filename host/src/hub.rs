@@ -90,7 +90,7 @@ impl Latest {
                 log::error!("history: row {id} committed but the store is full");
             }
             self.readings.fetch_add(1, Relaxed);
-            self.services.feed.publish(Kept {
+            self.services.feed.publish(|| Kept {
                 id,
                 ts_ms,
                 location: reading.location.clone(),
@@ -121,7 +121,7 @@ impl Latest {
         // Counted under the lock so `stats` sees readings and locations
         // agree; published under it so the feed has the store's order.
         let id = self.readings.fetch_add(1, Relaxed) + 1;
-        self.services.feed.publish(Kept {
+        self.services.feed.publish(|| Kept {
             id: i64::try_from(id).unwrap_or(i64::MAX),
             ts_ms: unix_ms(),
             location: reading.location.clone(),

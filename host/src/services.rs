@@ -57,10 +57,15 @@ impl Feed {
         Feed { tx }
     }
 
-    /// Hands `kept` to every listener; never blocks (a slow listener lags).
-    pub fn publish(&self, kept: Kept) {
-        // No listener is not an error.
-        let _ = self.tx.send(Arc::new(kept));
+    /// Hands the reading `kept` makes to every listener; never blocks (a
+    /// slow listener lags). With no listener (no dashboard stream, no MQTT
+    /// bridge) nothing is made: no clock read, no allocation.
+    pub fn publish(&self, kept: impl FnOnce() -> Kept) {
+        if self.tx.receiver_count() == 0 {
+            return;
+        }
+        // A listener that left since is not an error.
+        let _ = self.tx.send(Arc::new(kept()));
     }
 
     /// A new listener: it sees what is published from now on.
@@ -142,10 +147,10 @@ mod tests {
     #[test]
     fn listeners_see_what_is_published_after_they_subscribe() {
         let feed = Feed::new();
-        feed.publish(kept(1));
+        feed.publish(|| kept(1));
         let mut rx = feed.subscribe();
-        feed.publish(kept(2));
-        feed.publish(kept(3));
+        feed.publish(|| kept(2));
+        feed.publish(|| kept(3));
         assert_eq!(rx.try_recv().unwrap().id, 2);
         assert_eq!(rx.try_recv().unwrap().id, 3);
         assert!(rx.try_recv().is_err());
@@ -156,13 +161,22 @@ mod tests {
         let feed = Feed::new();
         let mut rx = feed.subscribe();
         for id in 0..(FEED_CAPACITY as i64 + 10) {
-            feed.publish(kept(id));
+            feed.publish(|| kept(id));
         }
         match rx.try_recv() {
             Err(broadcast::error::TryRecvError::Lagged(n)) => assert_eq!(n, 10),
             other => panic!("expected a lag, got {other:?}"),
         }
         assert_eq!(rx.try_recv().unwrap().id, 10);
+    }
+
+    #[test]
+    fn nothing_is_made_without_a_listener() {
+        let feed = Feed::new();
+        feed.publish(|| panic!("made a reading nobody listens to"));
+        let mut rx = feed.subscribe();
+        feed.publish(|| kept(7));
+        assert_eq!(rx.try_recv().unwrap().id, 7);
     }
 
     #[test]

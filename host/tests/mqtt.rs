@@ -575,8 +575,9 @@ fn keep(conn: &rusqlite::Connection, services: &Services, location: &str, seq: u
         ],
     )
     .unwrap();
-    services.feed.publish(Kept {
-        id: conn.last_insert_rowid(),
+    let id = conn.last_insert_rowid();
+    services.feed.publish(|| Kept {
+        id,
         ts_ms: 1_764_460_800_000,
         location: Location::new(location).unwrap(),
         temp: Tenths(seq as i16),

@@ -126,7 +126,7 @@ impl Rig {
         )
         .unwrap();
         tx.commit().unwrap();
-        self.shared.hub.services().feed.publish(row.kept(id));
+        self.shared.hub.services().feed.publish(|| row.kept(id));
         id
     }
 
