@@ -48,7 +48,8 @@ const INDEX_SLOTS: usize = 2 * MAX_LOCATIONS;
 /// at a time (a location is at most 32), each word mixed in by one
 /// multiplication, the top bits kept. Written here rather than taken from
 /// a hashing crate: those hash a byte at a time or need `std`'s
-/// `BuildHasher` plumbing; this is three lines and as good for short keys.
+/// `BuildHasher` plumbing; this is a dozen lines and as good for short
+/// keys.
 fn home(name: &[u8]) -> usize {
     const K: u64 = 0x9E37_79B9_7F4A_7C15; // 2^64 / golden ratio
     let mut h = name.len() as u64;
